@@ -1,0 +1,60 @@
+//! The entries a client can call. One file per entry; [`registry`] is the one place that
+//! lists them. Entries know nothing of transports: they get a codec, payload bytes and a
+//! cancellation token, and return payload bytes in the same codec or an [`EntryError`].
+
+use molt_ipc_ring::frame::Codec;
+
+use crate::cancel::CancelToken;
+
+pub mod payload;
+
+/// What an entry gets for one call.
+pub struct CallContext<'a> {
+    /// The codec of `payload`; the result must use the same one.
+    pub codec: Codec,
+    /// The request payload, not yet decoded.
+    pub payload: &'a [u8],
+    /// Fires on cancel, on the deadline, or when the client goes away. Long loops check it.
+    pub cancel: &'a CancelToken,
+}
+
+/// Why an entry produced no result. Messages are shown to end users: name the field at
+/// fault, never a path or a backtrace.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EntryError {
+    /// The payload could not be decoded or breaks the entry's contract.
+    InvalidInput(String),
+    /// The entry saw its token fire and stopped.
+    Cancelled,
+    /// The entry failed through no fault of the caller.
+    Internal(String),
+}
+
+/// The result of one call: encoded payload bytes (in the call's codec) or an error.
+pub type EntryResult = Result<Vec<u8>, EntryError>;
+
+/// One callable entry.
+pub trait Entry: Send + Sync + 'static {
+    /// The name clients call it by.
+    fn name(&self) -> &'static str;
+
+    /// True for entries cheap enough (a few microseconds, bounded by the payload size) to run
+    /// on the transport's own thread instead of hopping to the compute pool.
+    fn runs_inline(&self) -> bool {
+        false
+    }
+
+    /// True for entries that exist for tests and demos (`sleep`, `spin`): enabled only when a
+    /// manifest lists them by name.
+    fn test_only(&self) -> bool {
+        false
+    }
+
+    /// Runs the entry.
+    fn call(&self, ctx: &CallContext<'_>) -> EntryResult;
+}
+
+/// Every entry this worker knows, enabled or not.
+pub fn registry() -> Vec<Box<dyn Entry>> {
+    vec![]
+}

@@ -1,0 +1,6 @@
+//! `molt_worker`: runs exported entries for molt clients.
+
+mod cancel;
+mod entries;
+
+fn main() {}
