@@ -1,0 +1,16 @@
+//! Linux system calls, and nearly all of the crate's `unsafe`: memfd segments with seals,
+//! futex wait/wake on shared words, file-descriptor passing over unix sockets, peer
+//! credentials, and the monotonic clock.
+//!
+//! Everything above this module (rings, segments, the wait handshake) is ordinary Rust over
+//! atomics, so it can run under loom and Miri; only this module talks to the kernel.
+//!
+//! Why `nix` and `libc` both: `nix` wraps memfd, seals, `sendmsg`/`recvmsg` with
+//! `SCM_RIGHTS`, `SO_PEERCRED` and `poll` safely, which removes hand-written control-message
+//! arithmetic; it has no futex wrapper, so [`futex`] calls `libc::syscall` directly.
+
+pub mod clock;
+pub mod fd_passing;
+pub mod futex;
+pub mod memfd;
+pub mod peer;
