@@ -1,6 +1,114 @@
 //! `molt_worker`: runs exported entries for molt clients.
+//!
+//! Exit codes: 0 after EOF on stdin or SIGTERM, 1 when start-up fails (unreadable or invalid
+//! exports manifest, ...), 2 on a usage error, 3 after a broken input stream.
 
 mod cancel;
+mod clock;
+mod config;
+mod dispatcher;
 mod entries;
+mod logging;
+mod manifest;
+mod observe;
+mod transport;
 
-fn main() {}
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use config::{Command, Config, Transport};
+use dispatcher::{Dispatcher, Limits};
+use entries::Entry;
+use manifest::{EntryOptions, Manifest};
+use transport::stdio::Stdio;
+use transport::Ended;
+
+fn main() -> ExitCode {
+    logging::init();
+    let config = match config::parse(std::env::args().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            println!("{}", config::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("molt_worker: {err} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&config) {
+        Ok(Ended::Cleanly) => ExitCode::SUCCESS,
+        Ok(Ended::Broken) => ExitCode::from(3),
+        Err(err) => {
+            // Not through the logger: a start-up failure must show even with RUST_LOG=off.
+            eprintln!("molt_worker: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
+    let enabled = enabled_entries(config)?;
+    // One runtime thread: it only drives timers and signals; entries run on the compute pool.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("molt-timers")
+        .enable_time()
+        .enable_io()
+        .build()?;
+    let limits = Limits {
+        max_queue: config.max_queue,
+        compute_threads: config.compute_threads,
+        max_frame_bytes: config.max_frame_bytes,
+    };
+    let dispatcher = Dispatcher::start(enabled, limits, runtime.handle().clone(), Box::new(observe::TraceReplies))?;
+    log::info!(
+        "ready: max_queue={} compute_threads={} max_frame_bytes={}",
+        limits.max_queue,
+        limits.compute_threads,
+        limits.max_frame_bytes
+    );
+    let ended = match config.transport {
+        Transport::Stdio => {
+            let stdio = Arc::new(Stdio::start(&dispatcher, config.max_frame_bytes)?);
+            let mut terminate = {
+                let _context = runtime.enter();
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+            };
+            let on_terminate = Arc::clone(&stdio);
+            runtime.spawn(async move {
+                if terminate.recv().await.is_some() {
+                    log::info!("SIGTERM: cancelling calls in flight and exiting");
+                    on_terminate.finish();
+                    // The reader thread is blocked in read(2) on stdin; the process ends here.
+                    std::process::exit(0);
+                }
+            });
+            stdio.run()?
+        }
+    };
+    dispatcher.stop();
+    Ok(ended)
+}
+
+/// An entry the manifest enables, with its options.
+type EnabledEntry = (Box<dyn Entry>, EntryOptions);
+
+/// The registry's entries that the manifest enables. Refuses a manifest naming an entry the
+/// registry does not have.
+fn enabled_entries(config: &Config) -> Result<Vec<EnabledEntry>, manifest::ManifestError> {
+    let registry = entries::registry();
+    let known: Vec<&'static str> = registry.iter().map(|entry| entry.name()).collect();
+    let mut manifest = Manifest::load(&config.exports, &known)?;
+    let enabled: Vec<_> = registry
+        .into_iter()
+        .filter_map(|entry| manifest.entries.remove(entry.name()).map(|options| (entry, options)))
+        .collect();
+    for (entry, options) in &enabled {
+        if entry.test_only() {
+            log::warn!("test-only entry {} is enabled by the exports manifest", entry.name());
+        }
+        log::info!("entry {} enabled: {options:?}", entry.name());
+    }
+    Ok(enabled)
+}

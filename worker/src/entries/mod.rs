@@ -6,7 +6,12 @@ use molt_ipc_ring::frame::Codec;
 
 use crate::cancel::CancelToken;
 
+mod echo;
+mod health;
+mod panic;
 pub mod payload;
+mod sleep;
+mod spin;
 
 /// What an entry gets for one call.
 pub struct CallContext<'a> {
@@ -54,7 +59,17 @@ pub trait Entry: Send + Sync + 'static {
     fn call(&self, ctx: &CallContext<'_>) -> EntryResult;
 }
 
+/// Longest `ms` the test-only `sleep` and `spin` entries accept, so a typo cannot tie up a
+/// compute thread for hours.
+pub const MAX_TEST_MS: u64 = 60_000;
+
 /// Every entry this worker knows, enabled or not.
 pub fn registry() -> Vec<Box<dyn Entry>> {
-    vec![]
+    vec![
+        Box::new(echo::Echo),
+        Box::new(health::Health::new()),
+        Box::new(sleep::Sleep),
+        Box::new(spin::Spin),
+        Box::new(panic::Panic),
+    ]
 }
