@@ -1,0 +1,242 @@
+"""Frame protocol v1 in pure Python: the byte layout of ``docs/protocol.md``.
+
+A frame is a 48-byte little-endian header, then the entry name (calls only), then the payload.
+:func:`encode_frame` and :func:`decode_frame` mirror the Rust codec in
+``ipc-ring/src/frame.rs``; both are tested against the hex vectors of ``docs/protocol.md``.
+
+:func:`decode_frame` treats its input as untrusted: every length is checked against the buffer
+and the configured maximum before it is used, and the only exception it raises is
+:class:`~molt_accel.ProtocolError`. Its ``request_id`` is set when the framing was intact and
+only a field was not understood (that one request can be answered), and ``None`` when the
+stream itself can no longer be trusted.
+
+>>> frame = Frame(kind=Kind.CALL, request_id=7, entry="echo", payload=b"hi")
+>>> decode_frame(encode_frame(frame)) == frame
+True
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from ._exceptions import ProtocolError
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "HEADER_LEN",
+    "MAX_ENTRY_LEN",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "FLAG_IDEMPOTENT",
+    "Kind",
+    "Codec",
+    "Status",
+    "Frame",
+    "encode_frame",
+    "encode_call",
+    "declared_len",
+    "decode_frame",
+]
+
+MAGIC = b"MOLT"
+VERSION = 1
+HEADER_LEN = 48
+MAX_ENTRY_LEN = 255
+DEFAULT_MAX_FRAME_BYTES = 16 << 20
+FLAG_IDEMPOTENT = 1
+_KNOWN_FLAGS = FLAG_IDEMPOTENT
+
+# magic, version, kind, codec, status, flags, entry_len, reserved, request_id, deadline_ns,
+# queue_us, exec_us, queue_depth, payload_len
+_HEADER = struct.Struct("<4sBBBBIHHQQIIII")
+assert _HEADER.size == HEADER_LEN
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+class Kind(enum.IntEnum):
+    """What a frame is for."""
+
+    CALL = 1
+    REPLY = 2
+    CANCEL = 3
+    PING = 4
+    PONG = 5
+
+
+class Codec(enum.IntEnum):
+    """How a payload is encoded."""
+
+    RAW = 0
+    MSGPACK = 1
+    JSON = 2
+    ARROW_IPC = 3
+
+
+class Status(enum.IntEnum):
+    """The outcome a reply reports; ``name_`` is the spelling used by errors and hooks."""
+
+    OK = 0
+    INVALID_INPUT = 1
+    NOT_FOUND = 2
+    BUSY = 3
+    TIMEOUT = 4
+    CANCELLED = 5
+    INTERNAL_ERROR = 6
+    PROTOCOL_ERROR = 7
+
+    @property
+    def wire_name(self) -> str:
+        """The status as the protocol docs and :mod:`molt_accel` errors spell it."""
+        return _STATUS_NAMES[self]
+
+
+_STATUS_NAMES = {
+    Status.OK: "Ok",
+    Status.INVALID_INPUT: "InvalidInput",
+    Status.NOT_FOUND: "NotFound",
+    Status.BUSY: "Busy",
+    Status.TIMEOUT: "Timeout",
+    Status.CANCELLED: "Cancelled",
+    Status.INTERNAL_ERROR: "InternalError",
+    Status.PROTOCOL_ERROR: "ProtocolError",
+}
+# Plain dicts: enum construction by value is several times slower than a lookup, and decode
+# runs once per reply.
+_KINDS = {int(k): k for k in Kind}
+_CODECS = {int(c): c for c in Codec}
+_STATUSES = {int(s): s for s in Status}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded (or to-be-encoded) frame. Defaults are those of a bare frame."""
+
+    kind: Kind
+    request_id: int
+    codec: Codec = Codec.RAW
+    status: Status = Status.OK
+    flags: int = 0
+    deadline_ns: int = 0
+    queue_us: int = 0
+    exec_us: int = 0
+    queue_depth: int = 0
+    entry: str = ""
+    payload: bytes = b""
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the idempotent flag is set."""
+        return bool(self.flags & FLAG_IDEMPOTENT)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The frame's bytes (without any transport length prefix).
+
+    Raises ``ValueError`` for values the layout cannot hold (an entry name over 255 bytes, an
+    out-of-range integer): those are caller bugs, never peer input.
+    """
+    entry = frame.entry.encode()
+    if len(entry) > MAX_ENTRY_LEN:
+        raise ValueError(f"entry name longer than {MAX_ENTRY_LEN} bytes")
+    try:
+        header = _HEADER.pack(
+            MAGIC,
+            VERSION,
+            frame.kind,
+            frame.codec,
+            frame.status,
+            frame.flags,
+            len(entry),
+            0,
+            frame.request_id,
+            frame.deadline_ns,
+            frame.queue_us,
+            frame.exec_us,
+            frame.queue_depth,
+            len(frame.payload),
+        )
+    except struct.error as exc:
+        raise ValueError(f"frame field out of range: {exc}") from None
+    return b"".join((header, entry, frame.payload))
+
+
+def encode_call(request_id: int, entry: bytes, codec: Codec, flags: int, deadline_ns: int, payload: bytes) -> bytes:
+    """A call frame for the hot path: the bytes ``encode_frame`` gives for the same call,
+    without building a :class:`Frame`. ``entry`` is already UTF-8 and at most 255 bytes (the
+    client checks it once per call)."""
+    header = _HEADER.pack(
+        MAGIC, VERSION, Kind.CALL, codec, Status.OK, flags, len(entry), 0,
+        request_id, deadline_ns, 0, 0, 0, len(payload),
+    )
+    return b"".join((header, entry, payload))
+
+
+def declared_len(buf: bytes | bytearray | memoryview) -> int:
+    """The total size (header + entry + payload) a header declares, after checking magic and
+    version; raises :class:`ProtocolError` (``request_id`` None) otherwise."""
+    if len(buf) < HEADER_LEN:
+        raise ProtocolError(f"truncated frame: {len(buf)} bytes, header needs {HEADER_LEN}")
+    if bytes(buf[0:4]) != MAGIC:
+        raise ProtocolError("bad magic: not a molt frame")
+    if buf[4] != VERSION:
+        raise ProtocolError(f"unsupported protocol version {buf[4]} (this peer speaks {VERSION})")
+    return HEADER_LEN + _U16.unpack_from(buf, 12)[0] + _U32.unpack_from(buf, 44)[0]
+
+
+def decode_frame(buf: bytes | bytearray | memoryview, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame:
+    """Decodes one whole frame; ``buf`` is exactly the frame, as the transport delimited it.
+
+    Checks, in order: size against ``max_frame_bytes``, header present, magic, version, that the
+    declared lengths add up to ``len(buf)``, then every field. Raises only
+    :class:`ProtocolError`.
+    """
+    if len(buf) > max_frame_bytes:
+        raise ProtocolError(f"frame of {len(buf)} bytes exceeds the maximum of {max_frame_bytes}")
+    declared = declared_len(buf)
+    if declared != len(buf):
+        raise ProtocolError(f"header declares {declared} bytes but the frame has {len(buf)}")
+    (_, _, kind_v, codec_v, status_v, flags, entry_len, reserved, request_id, deadline_ns,
+     queue_us, exec_us, queue_depth, _) = _HEADER.unpack_from(buf, 0)
+
+    def invalid(reason: str) -> ProtocolError:
+        return ProtocolError(reason, request_id=request_id)
+
+    kind = _KINDS.get(kind_v)
+    if kind is None:
+        raise invalid(f"unknown frame kind {kind_v}")
+    codec = _CODECS.get(codec_v)
+    if codec is None:
+        raise invalid(f"unknown codec {codec_v}")
+    status = _STATUSES.get(status_v)
+    if status is None:
+        raise invalid(f"unknown status {status_v}")
+    if flags & ~_KNOWN_FLAGS:
+        raise invalid(f"unknown flag bits {flags:#x}")
+    if reserved:
+        raise invalid(f"reserved field must be 0, got {reserved}")
+    if kind is not Kind.CALL and entry_len:
+        raise invalid(f"only calls carry an entry name (entry_len {entry_len})")
+    if entry_len > MAX_ENTRY_LEN:
+        raise invalid(f"entry name of {entry_len} bytes exceeds {MAX_ENTRY_LEN}")
+    # The lengths were checked to add up to len(buf) above, so both slices are in bounds.
+    entry_end = HEADER_LEN + entry_len
+    try:
+        entry = bytes(buf[HEADER_LEN:entry_end]).decode()
+    except UnicodeDecodeError:
+        raise invalid("entry name is not UTF-8") from None
+    return Frame(
+        kind=kind,
+        request_id=request_id,
+        codec=codec,
+        status=status,
+        flags=flags,
+        deadline_ns=deadline_ns,
+        queue_us=queue_us,
+        exec_us=exec_us,
+        queue_depth=queue_depth,
+        entry=entry,
+        payload=bytes(buf[entry_end:]),
+    )
