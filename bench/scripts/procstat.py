@@ -1,0 +1,153 @@
+"""CPU time and resident memory of process groups, read from /proc while a load step runs.
+
+A `ProcessSampler` thread wakes every `interval_s`, finds the processes of each role (a role
+is a callable returning pids, so processes that appear mid-run are picked up), and records
+per-pid cumulative CPU ticks and the summed VmRSS of the role. At `stop()` it reports, per
+role, the CPU used during the window as a percentage of one core (200 % = both cores of a
+2-core machine busy) and the peak of the summed resident set.
+
+Linux only: it reads `/proc/<pid>/stat`, `/proc/<pid>/status` and `/proc/<pid>/task/*/children`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def read_cpu_ticks(pid: int) -> int | None:
+    """utime + stime of `pid` in clock ticks, or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    # Fields after the name start at field 3 (state); utime and stime are fields 14 and 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def read_rss_kib(pid: int) -> int:
+    """VmRSS of `pid` in KiB; 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status_file:
+            for line in status_file:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def process_name(pid: int) -> str:
+    """The kernel's short name of `pid` (`comm`), or "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm_file:
+            return comm_file.read().strip()
+    except OSError:
+        return ""
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, from every thread's children list."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children_file:
+                found.extend(int(child) for child in children_file.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def descendants(roots: Iterable[int]) -> list[int]:
+    """`roots` and every process below them."""
+    seen: list[int] = []
+    pending = list(roots)
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.append(pid)
+        pending.extend(children(pid))
+    return seen
+
+
+@dataclass(frozen=True)
+class RoleUsage:
+    """What one role used during a sampling window."""
+
+    cpu_pct: float
+    """CPU time during the window as a percentage of one core."""
+    rss_mb: float
+    """Peak of the role's summed VmRSS over the samples, in MiB."""
+    processes: int
+    """How many distinct processes the role had during the window."""
+
+
+class ProcessSampler:
+    """Samples CPU ticks and RSS of named process roles on a background thread."""
+
+    def __init__(self, roles: dict[str, Callable[[], list[int]]], interval_s: float = 0.2) -> None:
+        self._roles = roles
+        self._interval_s = interval_s
+        self._first_ticks: dict[str, dict[int, int]] = {role: {} for role in roles}
+        self._last_ticks: dict[str, dict[int, int]] = {role: {} for role in roles}
+        self._peak_rss_kib: dict[str, int] = {role: 0 for role in roles}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="procstat", daemon=True)
+        self._started_at = 0.0
+        self._stopped_at = 0.0
+
+    def start(self) -> None:
+        """Takes the first sample now and keeps sampling until `stop()`."""
+        self._started_at = time.monotonic()
+        self._sample(first=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, RoleUsage]:
+        """Takes a last sample and returns each role's usage over the window."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self._stopped_at = time.monotonic()
+        elapsed_s = max(self._stopped_at - self._started_at, 1e-9)
+        usage: dict[str, RoleUsage] = {}
+        for role in self._roles:
+            used_ticks = sum(
+                self._last_ticks[role][pid] - self._first_ticks[role][pid] for pid in self._last_ticks[role]
+            )
+            usage[role] = RoleUsage(
+                cpu_pct=100.0 * used_ticks / CLOCK_TICKS_PER_S / elapsed_s,
+                rss_mb=self._peak_rss_kib[role] / 1024.0,
+                processes=len(self._last_ticks[role]),
+            )
+        return usage
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def _sample(self, first: bool = False) -> None:
+        for role, find_pids in self._roles.items():
+            rss_kib = 0
+            for pid in find_pids():
+                ticks = read_cpu_ticks(pid)
+                if ticks is None:
+                    continue
+                # A process first seen after the opening sample was born inside the window: all
+                # of its CPU time belongs to it.
+                self._first_ticks[role].setdefault(pid, ticks if first else 0)
+                self._last_ticks[role][pid] = ticks
+                rss_kib += read_rss_kib(pid)
+            self._peak_rss_kib[role] = max(self._peak_rss_kib[role], rss_kib)

@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Turns a benchmark `result.json` into `summary.md` and PNG plots.
+
+Run on its own to redraw an existing result directory:
+`python bench/scripts/report.py bench/results/<UTC date-time>`.
+
+The summary pairs each offloaded endpoint with its pure-Python twin at the same work size and
+concurrency: `/offload` and `/offload_async` against `/baseline`, `/offload/compute` against
+`/baseline/compute`. A ratio above 1 means the offloaded path serves more requests per second;
+for latency a ratio below 1 means the offloaded path answers faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+
+# Which baseline each offloaded endpoint is compared with.
+TWINS = {
+    "/offload": "/baseline",
+    "/offload_async": "/baseline",
+    "/offload/compute": "/baseline/compute",
+}
+ENDPOINT_ORDER = ["/baseline", "/offload", "/offload_async", "/baseline/compute", "/offload/compute"]
+
+
+def endpoint_rank(endpoint: str) -> int:
+    return ENDPOINT_ORDER.index(endpoint) if endpoint in ENDPOINT_ORDER else len(ENDPOINT_ORDER)
+
+
+def index_runs(runs: Iterable[Run]) -> dict[tuple[str, int, int], Run]:
+    return {(run["endpoint"], run["rows"], run["concurrency"]): run for run in runs}
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per offloaded run that has a baseline twin at the same rows and concurrency."""
+    runs = index_runs(result["runs"])
+    rows = []
+    for (endpoint, work, concurrency), run in sorted(
+        runs.items(), key=lambda item: (endpoint_rank(item[0][0]), item[0][1], item[0][2])
+    ):
+        twin_name = TWINS.get(endpoint)
+        if twin_name is None:
+            continue
+        twin = runs.get((twin_name, work, concurrency))
+        if twin is None:
+            continue
+        rows.append(
+            {
+                "endpoint": endpoint,
+                "baseline": twin_name,
+                "work_param": run.get("work_param", "rows"),
+                "rows": work,
+                "concurrency": concurrency,
+                "baseline_rps": twin["rps"],
+                "offload_rps": run["rps"],
+                "rps_ratio": ratio(run["rps"], twin["rps"]),
+                "baseline_p99_ms": twin["p99_ms"],
+                "offload_p99_ms": run["p99_ms"],
+                "p99_ratio": ratio(run["p99_ms"], twin["p99_ms"]),
+                "baseline_p999_ms": twin["p999_ms"],
+                "offload_p999_ms": run["p999_ms"],
+                "p999_ratio": ratio(run["p999_ms"], twin["p999_ms"]),
+                "baseline_error_rate": twin["error_rate"],
+                "offload_error_rate": run["error_rate"],
+            }
+        )
+    return rows
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The `/offload` vs `/baseline` comparison at the largest list_items work size, at the
+    concurrency where `/offload` served the most requests per second; plus the crossover."""
+    pairs = [row for row in comparison_rows(result) if row["endpoint"] == "/offload"]
+    if not pairs:
+        return None
+    largest = max(row["rows"] for row in pairs)
+    at_largest = [row for row in pairs if row["rows"] == largest]
+    best = max(at_largest, key=lambda row: row["offload_rps"])
+    return {**best, "crossover_rows": crossover_rows(pairs)}
+
+
+def crossover_rows(pairs: list[dict[str, Any]]) -> int | None:
+    """The smallest measured `rows` from which `/offload` out-serves `/baseline` at every
+    measured concurrency (None when it never does)."""
+    by_rows: dict[int, list[float | None]] = {}
+    for row in pairs:
+        by_rows.setdefault(row["rows"], []).append(row["rps_ratio"])
+    winning = None
+    for work in sorted(by_rows, reverse=True):
+        if all(value is not None and value > 1.0 for value in by_rows[work]):
+            winning = work
+        else:
+            break
+    return winning
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    settings = result["settings"]
+    machine = result["machine"]
+    lines = [
+        f"# Demo benchmark — {result['started_at']}",
+        "",
+        f"Profile `{settings['profile']}`, transport `{settings['transport']}`, load tool "
+        f"`{settings['load_tool']}`, {settings['django_workers']} Django processes per server, "
+        f"{settings['duration_s']} s per step after {settings['warmup_s']} s warm-up; "
+        f"{machine['cores']} cores ({machine['cpu_model']}), commit `{result['git']['commit'][:12]}`"
+        f"{' (dirty)' if result['git']['dirty'] else ''}.",
+        "",
+    ]
+    top = headline(result)
+    if top is not None:
+        crossover = top["crossover_rows"]
+        lines += [
+            "## Headline",
+            "",
+            f"At rows={top['rows']} and concurrency {top['concurrency']}: `/offload` serves "
+            f"**{fmt(top['offload_rps'])} req/s** vs `/baseline` {fmt(top['baseline_rps'])} req/s "
+            f"(**{fmt_ratio(top['rps_ratio'])}**); p99 {fmt(top['offload_p99_ms'], 2)} ms vs "
+            f"{fmt(top['baseline_p99_ms'], 2)} ms, p99.9 {fmt(top['offload_p999_ms'], 2)} ms vs "
+            f"{fmt(top['baseline_p999_ms'], 2)} ms.",
+            "",
+            (
+                f"Crossover: offloading out-serves the baseline at every measured concurrency from "
+                f"rows={crossover} on."
+                if crossover is not None
+                else "Crossover: at no measured work size does offloading out-serve the baseline at "
+                "every concurrency."
+            ),
+            "",
+        ]
+    lines += [
+        "## Throughput and tail latency, side by side",
+        "",
+        "Closed loop: each of `concurrency` connections sends its next request when the previous "
+        "answer arrives. Ratios are offload / baseline (throughput: higher is better; latency: "
+        "lower is better).",
+        "",
+        "| endpoint | work | conc | baseline req/s | offload req/s | ratio | baseline p99 ms | "
+        "offload p99 ms | ratio | baseline p99.9 ms | offload p99.9 ms | errors b/o |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in comparison_rows(result):
+        lines.append(
+            f"| `{row['endpoint']}` | {row['work_param']}={row['rows']} | {row['concurrency']} | "
+            f"{fmt(row['baseline_rps'])} | {fmt(row['offload_rps'])} | {fmt_ratio(row['rps_ratio'])} | "
+            f"{fmt(row['baseline_p99_ms'], 2)} | {fmt(row['offload_p99_ms'], 2)} | "
+            f"{fmt_ratio(row['p99_ratio'])} | {fmt(row['baseline_p999_ms'], 2)} | "
+            f"{fmt(row['offload_p999_ms'], 2)} | {row['baseline_error_rate']:.2%} / "
+            f"{row['offload_error_rate']:.2%} |"
+        )
+    lines += [
+        "",
+        "## Resources and worker metrics per step",
+        "",
+        "CPU is a percentage of one core over the measured window (the machine has "
+        f"{machine['cores']}). queue/exec are the worker's own per-call figures from the client "
+        "hooks' metrics JSONL.",
+        "",
+        "| endpoint | work | conc | req/s | p50 ms | p95 ms | Django CPU % | worker CPU % | "
+        "Django RSS MiB | worker RSS MiB | queue µs p99 | exec µs p50 / p99 | queue depth p99 / max | "
+        "errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for run in sorted(
+        result["runs"], key=lambda run: (endpoint_rank(run["endpoint"]), run["rows"], run["concurrency"])
+    ):
+        errors = ", ".join(f"{code}: {count}" for code, count in sorted(run["error_codes"].items())) or "none"
+        lines.append(
+            f"| `{run['endpoint']}` | {run.get('work_param', 'rows')}={run['rows']} | {run['concurrency']} | "
+            f"{fmt(run['rps'])} | {fmt(run['p50_ms'], 2)} | {fmt(run['p95_ms'], 2)} | "
+            f"{fmt(run['django_cpu_pct'])} | {fmt(run['worker_cpu_pct'])} | {fmt(run['django_rss_mb'])} | "
+            f"{fmt(run['worker_rss_mb'])} | {fmt(run['queue_us_p99'], 0)} | "
+            f"{fmt(run['exec_us_p50'], 0)} / {fmt(run['exec_us_p99'], 0)} | "
+            f"{fmt(run['queue_depth_p99'], 0)} / {fmt(run['queue_depth_max'], 0)} | {errors} |"
+        )
+    fixed = result.get("fixed_rate_runs") or []
+    if fixed:
+        lines += [
+            "",
+            "## Same offered load, latency-corrected",
+            "",
+            "Open loop at a fixed request rate, the same for every endpoint of a work size; "
+            "latencies count from when each request was due, so a stalled server is not "
+            "flattered by the load tool waiting for it.",
+            "",
+            "| endpoint | work | rate req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run in sorted(fixed, key=lambda run: (run["rows"], endpoint_rank(run["endpoint"]))):
+            lines.append(
+                f"| `{run['endpoint']}` | {run.get('work_param', 'rows')}={run['rows']} | "
+                f"{fmt(run['rate'])} | {fmt(run['rps'])} | {fmt(run['p50_ms'], 2)} | "
+                f"{fmt(run['p99_ms'], 2)} | {fmt(run['p999_ms'], 2)} | {run['error_rate']:.2%} |"
+            )
+    cancellation = result.get("cancellation")
+    if cancellation:
+        lines += ["", "## Cancellation check", "", cancellation["summary"]]
+    breakdown = result.get("breakdown")
+    if breakdown:
+        lines += ["", "## Where an `/offload` request spends its time", "", breakdown["summary"]]
+    lines += [
+        "",
+        "Plots: `throughput.png`, `p99.png` (vs concurrency, one panel per work size), "
+        "`cdf_*.png` (latency by percentile, one per endpoint).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def draw_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    runs = result["runs"]
+    families = [
+        ("list_items", [e for e in ENDPOINT_ORDER if "compute" not in e]),
+        ("compute", [e for e in ENDPOINT_ORDER if "compute" in e]),
+    ]
+    for metric, label, filename in (
+        ("rps", "requests per second", "throughput.png"),
+        ("p99_ms", "p99 latency (ms)", "p99.png"),
+    ):
+        panels = []
+        for family, endpoints in families:
+            family_runs = [run for run in runs if run["endpoint"] in endpoints]
+            for work in sorted({run["rows"] for run in family_runs}):
+                panels.append((family, endpoints, work, family_runs))
+        if not panels:
+            continue
+        figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+        for axis, (family, endpoints, work, family_runs) in zip(axes[0], panels, strict=True):
+            for endpoint in endpoints:
+                points = sorted(
+                    (run["concurrency"], run[metric])
+                    for run in family_runs
+                    if run["endpoint"] == endpoint and run["rows"] == work
+                )
+                if points:
+                    axis.plot(*zip(*points, strict=True), marker="o", label=endpoint)
+            work_param = next((r.get("work_param", "rows") for r in family_runs if r["rows"] == work), "rows")
+            axis.set_title(f"{family}, {work_param}={work}")
+            axis.set_xscale("log", base=2)
+            axis.set_yscale("log")
+            axis.set_xlabel("concurrency")
+            axis.set_ylabel(label)
+            axis.grid(True, which="both", alpha=0.3)
+            axis.legend(fontsize="small")
+        figure.tight_layout()
+        path = out_dir / filename
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+
+    for endpoint in sorted({run["endpoint"] for run in runs}, key=endpoint_rank):
+        endpoint_runs = sorted(
+            (run for run in runs if run["endpoint"] == endpoint), key=lambda run: (run["rows"], run["concurrency"])
+        )
+        figure, axis = plt.subplots(figsize=(6.5, 4.2))
+        for run in endpoint_runs:
+            percentiles = sorted((float(p), ms) for p, ms in run["latency_percentiles"].items())
+            if not percentiles:
+                continue
+            # "Latency by percentile": x is 1/(1-p) on a log axis so the tail gets the room.
+            xs = [1.0 / (1.0 - p / 100.0) if p < 100 else 1e5 for p, _ in percentiles]
+            axis.plot(xs, [ms for _, ms in percentiles], marker=".",
+                      label=f"{run.get('work_param', 'rows')}={run['rows']}, c={run['concurrency']}")
+        ticks = [(2, "50%"), (10, "90%"), (100, "99%"), (1000, "99.9%"), (10000, "99.99%")]
+        axis.set_xscale("log")
+        axis.set_xticks([t for t, _ in ticks], [name for _, name in ticks])
+        axis.set_yscale("log")
+        axis.set_xlabel("percentile")
+        axis.set_ylabel("latency (ms)")
+        axis.set_title(f"{endpoint}: latency by percentile")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize="x-small", ncol=2)
+        figure.tight_layout()
+        path = out_dir / f"cdf_{endpoint.strip('/').replace('/', '_')}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def write_report(result_dir: Path) -> str:
+    """Writes `summary.md` and the plots next to `result.json`; returns the summary text."""
+    result = json.loads((result_dir / "result.json").read_text())
+    summary = summary_markdown(result)
+    (result_dir / "summary.md").write_text(summary)
+    draw_plots(result, result_dir)
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("result_dir", type=Path)
+    args = parser.parse_args()
+    print(write_report(args.result_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
