@@ -6,8 +6,14 @@ use molt_ipc_ring::frame::Codec;
 
 use crate::cancel::CancelToken;
 
+mod compute;
+#[cfg(test)]
+mod contract_golden;
 mod echo;
+mod fakedb;
+mod fields;
 mod health;
+mod list_items;
 mod panic;
 pub mod payload;
 mod sleep;
@@ -68,6 +74,8 @@ pub fn registry() -> Vec<Box<dyn Entry>> {
     vec![
         Box::new(echo::Echo),
         Box::new(health::Health::new()),
+        Box::new(list_items::ListItems),
+        Box::new(compute::Compute),
         Box::new(sleep::Sleep),
         Box::new(spin::Spin),
         Box::new(panic::Panic),
