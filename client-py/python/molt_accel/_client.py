@@ -1,0 +1,396 @@
+"""``MoltClient``: calls into a molt worker from threads and asyncio tasks alike."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from ._codecs import PayloadCodec, get_codec
+from ._config import ClientConfig
+from ._exceptions import MoltError, ProtocolError, Timeout, WorkerUnavailable, error_for_status
+from ._frame import DEFAULT_MAX_FRAME_BYTES, FLAG_IDEMPOTENT, MAX_ENTRY_LEN, Frame, Kind, Status, encode_call, encode_frame
+from ._hooks import CallMetrics, HookRunner, Hooks
+from ._transports import Transport, transport_class
+
+__all__ = ["MoltClient"]
+
+logger = logging.getLogger("molt_accel")
+
+# Every live client, so a forked child can drop what it inherited (see _forget_after_fork).
+# Weak: the registry must not keep a client alive.
+_live_clients: weakref.WeakSet[MoltClient] = weakref.WeakSet()
+
+
+class MoltClient:
+    """A connection to one molt worker, shared by any number of threads and asyncio tasks.
+
+    The worker is spawned on first use (or by :meth:`start`) and restarted when it dies, at
+    most ``max_restarts`` times within ``restart_window_s``. Every call has a deadline
+    (``timeout_ms``) that the worker enforces and the client enforces too: a caller never
+    waits longer than the deadline plus ``deadline_grace_ms``, even for a wedged worker, and a
+    call the client gives up on (deadline, or its task cancelled) is cancelled in the worker.
+    When the worker dies, every call in flight fails with :class:`WorkerUnavailable` at once;
+    a call marked ``idempotent`` is then sent again to the restarted worker.
+
+    All arguments are keyword-only and are those of :class:`~molt_accel.ClientConfig`, plus
+    ``hooks`` (a :class:`~molt_accel.Hooks` or a sequence of them).
+
+    >>> with MoltClient(worker_cmd=["molt_worker"], exports="molt_exports.json") as client:  # doctest: +SKIP
+    ...     client.call("echo", {"x": 1}, timeout_ms=250)
+    {'x': 1}
+    """
+
+    def __init__(
+        self,
+        *,
+        worker_cmd: Sequence[str] | None = None,
+        socket: str | None = None,
+        transport: str = "stdio",
+        exports: str | os.PathLike[str] | None = None,
+        max_restarts: int = 1,
+        restart_window_s: float = 60.0,
+        timeout_ms: int = 1000,
+        deadline_grace_ms: int = 50,
+        start_timeout_ms: int = 5000,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        strict_shm: bool = False,
+        hooks: Hooks | Sequence[Hooks] = (),
+    ) -> None:
+        config = ClientConfig(
+            worker_cmd=tuple(worker_cmd) if worker_cmd is not None and not isinstance(worker_cmd, str) else worker_cmd,  # type: ignore[arg-type]
+            socket=socket,
+            transport=transport,
+            exports=os.fspath(exports) if exports is not None else None,
+            max_restarts=max_restarts,
+            restart_window_s=restart_window_s,
+            timeout_ms=timeout_ms,
+            deadline_grace_ms=deadline_grace_ms,
+            start_timeout_ms=start_timeout_ms,
+            max_frame_bytes=max_frame_bytes,
+            strict_shm=strict_shm,
+        )
+        self._setup(config, hooks)
+
+    @classmethod
+    def from_config(cls, config: ClientConfig, *, hooks: Hooks | Sequence[Hooks] = ()) -> MoltClient:
+        """A client for an existing :class:`~molt_accel.ClientConfig`."""
+        client = cls.__new__(cls)
+        client._setup(config, hooks)
+        return client
+
+    def _setup(self, config: ClientConfig, hooks: Hooks | Sequence[Hooks]) -> None:
+        self.config = config
+        self._transport_class = transport_class(config.transport)
+        self._hooks = HookRunner([hooks] if isinstance(hooks, Hooks) else list(hooks))
+        self._grace_ns = config.deadline_grace_ms * 1_000_000
+        # itertools.count's __next__ runs in C under the GIL: ids are unique across threads.
+        self._next_request_id = itertools.count(1).__next__
+        # Guards starting, restarting and closing; never held while waiting for a reply.
+        self._lock = threading.Lock()
+        self._transport: Transport | None = None
+        self._started_once = False
+        self._restart_times: deque[float] = deque()
+        self._last_exit: str | None = None
+        self._closed = False
+        _live_clients.add(self)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> MoltClient:
+        """Starts the worker now instead of on the first call; raises WorkerUnavailable if it
+        cannot be started."""
+        self._live_transport()
+        return self
+
+    def close(self) -> None:
+        """Lets in-flight calls finish (bounded), stops the worker; later calls fail with
+        :class:`WorkerUnavailable`. Idempotent."""
+        with self._lock:
+            self._closed = True
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+    def __enter__(self) -> MoltClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> MoltClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        await asyncio.to_thread(self.close)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls sent and not yet answered, including abandoned ones whose late reply is due."""
+        transport = self._transport
+        return transport.in_flight if transport is not None else 0
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The current worker's process id, when the transport knows it."""
+        transport = self._transport
+        return transport.worker_pid if transport is not None else None
+
+    def _live_transport(self) -> Transport:
+        transport = self._transport
+        if transport is not None and transport.alive:
+            return transport
+        with self._lock:
+            if self._closed:
+                raise WorkerUnavailable("the client is closed")
+            transport = self._transport
+            if transport is not None:
+                if transport.alive:
+                    return transport
+                self._transport = None
+                self._last_exit = transport.exit_reason
+                transport.close()
+            if self._started_once:
+                self._use_restart_budget()
+            self._started_once = True
+            transport = self._transport_class(
+                self.config, next_request_id=self._next_request_id, late_reply=self._on_late_reply
+            )
+            try:
+                transport.start()
+            except WorkerUnavailable as exc:
+                self._last_exit = exc.safe_message
+                transport.close()
+                raise
+            self._transport = transport
+            return transport
+
+    def _use_restart_budget(self) -> None:
+        """Counts one restart, or raises WorkerUnavailable (saying why) if none is left."""
+        max_restarts = self.config.max_restarts
+        window_s = self.config.restart_window_s
+        now = time.monotonic()
+        while self._restart_times and now - self._restart_times[0] > window_s:
+            self._restart_times.popleft()
+        if len(self._restart_times) >= max_restarts:
+            if max_restarts == 0:
+                raise WorkerUnavailable(f"the worker is down ({self._last_exit}) and restarts are disabled")
+            retry_in = window_s - (now - self._restart_times[0])
+            raise WorkerUnavailable(
+                f"the worker is down ({self._last_exit}); it was restarted {len(self._restart_times)} time(s) "
+                f"in the last {window_s:g} s, the most max_restarts allows; next attempt in {retry_in:.0f} s"
+            )
+        self._restart_times.append(now)
+        logger.warning("restarting the molt worker (%s)", self._last_exit)
+
+    def _forget_after_fork(self) -> None:
+        # In a forked child: the worker, its pipes and any lock another thread held at fork
+        # time belong to the parent. Start from scratch; the child spawns its own worker.
+        self._lock = threading.Lock()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.forget_after_fork()
+        self._started_once = False
+        self._restart_times.clear()
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def ping(self, *, timeout_ms: int | None = None) -> None:
+        """Checks that the worker answers. Every frame sent before a ping that returns has
+        been read by the worker (frames on one connection arrive in order)."""
+        transport = self._live_transport()
+        request_id = self._next_request_id()
+        frame = encode_frame(Frame(kind=Kind.PING, request_id=request_id))
+        reply = transport.exchange(request_id, "", frame, time.monotonic_ns() + self._timeout_ns(timeout_ms))
+        if reply.kind is not Kind.PONG:
+            raise ProtocolError("the worker answered a ping with something other than a pong", request_id=request_id)
+
+    def call(
+        self, entry: str, payload: Any, *, timeout_ms: int | None = None, codec: str = "msgpack", idempotent: bool = False
+    ) -> Any:
+        """Runs ``entry`` in the worker on ``payload`` and returns its decoded result.
+
+        ``codec`` is ``"msgpack"``, ``"json"`` or ``"raw"`` (bytes in, bytes out). Raises a
+        :class:`~molt_accel.MoltError` subclass when the call does not succeed.
+        """
+        started_ns = time.perf_counter_ns()
+        entry_bytes = _entry_bytes(entry)
+        payload_codec = get_codec(codec)
+        deadline_ns = time.monotonic_ns() + self._timeout_ns(timeout_ms)
+        data = self._encode(entry, payload_codec, payload)
+        flags = FLAG_IDEMPOTENT if idempotent else 0
+        attempt = 0
+        while True:
+            request_id = self._next_request_id()
+            frame = encode_call(request_id, entry_bytes, payload_codec.wire, flags, deadline_ns, data)
+            encode_ns = time.perf_counter_ns() - started_ns
+            self._hooks.before_send(entry, len(data))
+            transport = self._transport_for(entry)
+            sent_ns = time.perf_counter_ns()
+            try:
+                reply = transport.exchange(request_id, entry, frame, deadline_ns + self._grace_ns)
+            except WorkerUnavailable as exc:
+                if self._may_resend(exc, idempotent, deadline_ns, attempt):
+                    attempt += 1
+                    started_ns = time.perf_counter_ns()
+                    continue
+                self._hooks.on_error(entry, exc)
+                raise
+            except Timeout as exc:
+                transport.cancel(request_id)
+                self._hooks.on_error(entry, exc)
+                raise
+            except MoltError as exc:
+                self._hooks.on_error(entry, exc)
+                raise
+            return self._result(entry, reply, payload_codec, encode_ns, time.perf_counter_ns() - sent_ns)
+
+    async def acall(
+        self, entry: str, payload: Any, *, timeout_ms: int | None = None, codec: str = "msgpack", idempotent: bool = False
+    ) -> Any:
+        """:meth:`call` for asyncio: awaits the reply without blocking the event loop.
+
+        If the awaiting task is cancelled, the worker is told to cancel the call and
+        ``CancelledError`` propagates.
+        """
+        started_ns = time.perf_counter_ns()
+        entry_bytes = _entry_bytes(entry)
+        payload_codec = get_codec(codec)
+        deadline_ns = time.monotonic_ns() + self._timeout_ns(timeout_ms)
+        data = self._encode(entry, payload_codec, payload)
+        flags = FLAG_IDEMPOTENT if idempotent else 0
+        attempt = 0
+        while True:
+            request_id = self._next_request_id()
+            frame = encode_call(request_id, entry_bytes, payload_codec.wire, flags, deadline_ns, data)
+            encode_ns = time.perf_counter_ns() - started_ns
+            self._hooks.before_send(entry, len(data))
+            transport = self._transport
+            if transport is None or not transport.alive:
+                # Spawning and the first ping block, so they run off the loop; only a start
+                # or restart pays for that thread hop.
+                transport = await asyncio.to_thread(self._transport_for, entry)
+            sent_ns = time.perf_counter_ns()
+            try:
+                reply = await transport.aexchange(request_id, entry, frame, deadline_ns + self._grace_ns)
+            except WorkerUnavailable as exc:
+                if self._may_resend(exc, idempotent, deadline_ns, attempt):
+                    attempt += 1
+                    started_ns = time.perf_counter_ns()
+                    continue
+                self._hooks.on_error(entry, exc)
+                raise
+            except Timeout as exc:
+                transport.cancel(request_id)
+                self._hooks.on_error(entry, exc)
+                raise
+            except MoltError as exc:
+                self._hooks.on_error(entry, exc)
+                raise
+            except asyncio.CancelledError:
+                transport.cancel(request_id)
+                raise
+            return self._result(entry, reply, payload_codec, encode_ns, time.perf_counter_ns() - sent_ns)
+
+    def _timeout_ns(self, timeout_ms: int | None) -> int:
+        if timeout_ms is None:
+            return self.config.timeout_ms * 1_000_000
+        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
+            raise ValueError("timeout_ms must be a positive integer")
+        return timeout_ms * 1_000_000
+
+    def _encode(self, entry: str, payload_codec: PayloadCodec, payload: Any) -> bytes:
+        try:
+            return payload_codec.encode(payload)
+        except MoltError as exc:
+            self._hooks.on_error(entry, exc)
+            raise
+
+    def _transport_for(self, entry: str) -> Transport:
+        try:
+            return self._live_transport()
+        except WorkerUnavailable as exc:
+            self._hooks.on_error(entry, exc)
+            raise
+
+    def _may_resend(self, exc: WorkerUnavailable, idempotent: bool, deadline_ns: int, attempt: int) -> bool:
+        """Whether a call that failed because the worker is gone goes to a restarted one: only
+        if it cannot have run (never reached a worker) or may run twice (idempotent), has time
+        left, and has not already been re-sent once per allowed restart."""
+        return (
+            (idempotent or not exc.reached_worker)
+            and attempt < self.config.max_restarts + 1
+            and time.monotonic_ns() < deadline_ns
+        )
+
+    def _result(self, entry: str, reply: Frame, payload_codec: PayloadCodec, encode_ns: int, round_trip_ns: int) -> Any:
+        request_id = reply.request_id
+        error: MoltError | None = None
+        value: Any = None
+        decode_ns = 0
+        if reply.kind is not Kind.REPLY:
+            error = ProtocolError(f"the worker answered a call with a {reply.kind.name} frame", request_id=request_id)
+        elif reply.status is not Status.OK:
+            message = reply.payload.decode("utf-8", "replace")
+            error = error_for_status(reply.status.wire_name, message, request_id=request_id)
+        elif reply.codec is not payload_codec.wire:
+            error = ProtocolError(
+                f"the worker replied in codec {reply.codec.name} to a {payload_codec.name} call", request_id=request_id
+            )
+        else:
+            decode_started_ns = time.perf_counter_ns()
+            try:
+                value = payload_codec.decode(reply.payload)
+            except ProtocolError as exc:
+                exc.request_id = request_id
+                error = exc
+            decode_ns = time.perf_counter_ns() - decode_started_ns
+        if self._hooks.wants_metrics:
+            metrics = CallMetrics(
+                queue_us=reply.queue_us,
+                exec_us=reply.exec_us,
+                queue_depth=reply.queue_depth,
+                encode_us=encode_ns // 1000,
+                decode_us=decode_ns // 1000,
+                round_trip_us=round_trip_ns // 1000,
+            )
+            self._hooks.after_recv(entry, reply.status.wire_name, metrics)
+        if error is not None:
+            self._hooks.on_error(entry, error)
+            raise error
+        return value
+
+    def _on_late_reply(self, entry: str, reply: Frame, sent_ns: int) -> None:
+        if self._hooks.wants_metrics:
+            metrics = CallMetrics(
+                queue_us=reply.queue_us,
+                exec_us=reply.exec_us,
+                queue_depth=reply.queue_depth,
+                encode_us=0,
+                decode_us=0,
+                round_trip_us=(time.perf_counter_ns() - sent_ns) // 1000,
+            )
+            self._hooks.after_recv(entry, reply.status.wire_name, metrics)
+
+
+def _entry_bytes(entry: str) -> bytes:
+    encoded = entry.encode()
+    if not encoded or len(encoded) > MAX_ENTRY_LEN:
+        raise ValueError(f"an entry name is 1 to {MAX_ENTRY_LEN} bytes of UTF-8")
+    return encoded
+
+
+def _forget_clients_after_fork() -> None:
+    for client in list(_live_clients):
+        client._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_clients_after_fork)

@@ -1,0 +1,410 @@
+"""MoltClient against the real worker: statuses, concurrency, deadlines, cancel, hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import HANG_BOUND_S, MakeClient, wait_until
+from molt_accel import (
+    Busy,
+    CallMetrics,
+    Cancelled,
+    Hooks,
+    InternalError,
+    InvalidInput,
+    MoltClient,
+    NotFound,
+    ProtocolError,
+    Timeout,
+    WorkerUnavailable,
+)
+from molt_accel._codecs import get_codec
+from molt_accel._frame import Frame, Kind, Status, encode_frame
+
+
+class Recorder:
+    """Hooks that record what they see, thread-safely."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+        self.received: list[tuple[str, str, CallMetrics]] = []
+        self.errors: list[tuple[str, Exception]] = []
+        self.lock = threading.Lock()
+        self.hooks = Hooks(before_send=self.before_send, after_recv=self.after_recv, on_error=self.on_error)
+
+    def before_send(self, entry: str, size: int) -> None:
+        with self.lock:
+            self.sent.append((entry, size))
+
+    def after_recv(self, entry: str, status: str, metrics: CallMetrics) -> None:
+        with self.lock:
+            self.received.append((entry, status, metrics))
+
+    def on_error(self, entry: str, error: Exception) -> None:
+        with self.lock:
+            self.errors.append((entry, error))
+
+    def statuses(self, entry: str) -> list[str]:
+        with self.lock:
+            return [status for e, status, _ in self.received if e == entry]
+
+
+def assert_safe(message: str) -> None:
+    assert "/" not in message and "Traceback" not in message and "panicked at" not in message, message
+
+
+# -- statuses ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("codec", "payload"),
+    [("msgpack", {"x": 1, "s": "é", "b": b"\x00\xff"}), ("json", {"x": [1, 2.5, None]}), ("raw", b"\x00bytes\xff")],
+)
+def test_echo_returns_the_payload_in_every_codec(client: MoltClient, codec: str, payload: object) -> None:
+    assert client.call("echo", payload, codec=codec) == payload
+
+
+def test_a_payload_that_breaks_the_contract_is_invalid_input(client: MoltClient) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        client.call("spin", {"ms": "soon"})
+    assert caught.value.status == "InvalidInput"
+    assert caught.value.request_id is not None
+    assert_safe(caught.value.safe_message)
+
+
+def test_an_unencodable_payload_is_invalid_input_before_anything_is_sent(client: MoltClient) -> None:
+    with pytest.raises(InvalidInput, match="msgpack"):
+        client.call("echo", {"x": object()})
+    assert client.worker_pid is None
+
+
+def test_an_unknown_entry_is_not_found(client: MoltClient) -> None:
+    with pytest.raises(NotFound) as caught:
+        client.call("nope", {})
+    assert_safe(caught.value.safe_message)
+
+
+def test_the_worker_answers_timeout_at_the_deadline(client: MoltClient) -> None:
+    recorder = Recorder()
+    client = MoltClient.from_config(client.config, hooks=recorder.hooks)
+    try:
+        with pytest.raises(Timeout):
+            client.call("sleep", {"ms": 5000}, timeout_ms=100)
+        # The worker's own reply, not the client giving up: it came with metrics.
+        assert recorder.statuses("sleep") == ["Timeout"]
+    finally:
+        client.close()
+
+
+def test_a_full_admission_queue_is_busy(make_client: MakeClient) -> None:
+    client = make_client(worker_args=("--max-queue", "1", "--compute-threads", "1"))
+    client.start()
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(client.call, "spin", {"ms": 3000}, timeout_ms=300) for _ in range(6)]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except (Busy, Timeout) as exc:
+                outcomes.append(type(exc))
+    assert Busy in outcomes
+
+
+def test_a_panicking_entry_is_an_internal_error_with_a_safe_message(client: MoltClient) -> None:
+    with pytest.raises(InternalError) as caught:
+        client.call("panic", {})
+    assert_safe(caught.value.safe_message)
+    assert client.call("echo", {"after": "panic"}) == {"after": "panic"}
+
+
+def test_calls_in_flight_when_the_worker_is_terminated_are_cancelled(client: MoltClient) -> None:
+    client.start()
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(client.call, "spin", {"ms": 10_000}, timeout_ms=20_000)
+        wait_until(lambda: client.in_flight == 1, "the spin call is in flight")
+        client.ping()  # the worker has read the call
+        os.kill(client.worker_pid, signal.SIGTERM)  # type: ignore[arg-type]
+        with pytest.raises(Cancelled):
+            future.result(timeout=HANG_BOUND_S)
+
+
+def test_a_frame_the_worker_does_not_understand_is_answered_protocol_error(client: MoltClient) -> None:
+    client.start()
+    transport = client._transport
+    assert transport is not None
+    bad = bytearray(encode_frame(Frame(kind=Kind.CALL, request_id=999_999, entry="echo")))
+    bad[8] = 0b10  # a flag bit v1 does not define
+    reply = transport.exchange(999_999, "echo", bytes(bad), time.monotonic_ns() + 5_000_000_000)
+    assert reply.status is Status.PROTOCOL_ERROR
+    with pytest.raises(ProtocolError):
+        client._result("echo", reply, get_codec("msgpack"), 0, 0)
+    assert client.call("echo", 1) == 1
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_16_threads_sharing_a_client_each_get_their_own_replies(client: MoltClient) -> None:
+    def worker(thread: int) -> None:
+        for n in range(100):
+            payload = {"thread": thread, "n": n, "pad": "x" * (n % 7)}
+            assert client.call("echo", payload) == payload
+
+    with ThreadPoolExecutor(16) as pool:
+        for future in [pool.submit(worker, t) for t in range(16)]:
+            future.result(timeout=HANG_BOUND_S)
+    assert client.in_flight == 0
+
+
+def test_200_asyncio_tasks_each_get_their_own_reply_without_a_thread_per_call(make_client: MakeClient) -> None:
+    threads_at_send: list[int] = []
+    client = make_client(hooks=Hooks(before_send=lambda entry, size: threads_at_send.append(threading.active_count())))
+    client.start()
+    baseline = threading.active_count()
+
+    async def main() -> None:
+        async def one(n: int) -> None:
+            assert await client.acall("echo", {"task": n}) == {"task": n}
+
+        await asyncio.gather(*(one(n) for n in range(200)))
+
+    asyncio.run(main())
+    assert len(threads_at_send) == 200
+    assert max(threads_at_send) == baseline
+    assert client.in_flight == 0
+
+
+def test_acall_does_not_block_the_event_loop(client: MoltClient) -> None:
+    client.start()
+
+    async def main() -> None:
+        slow = asyncio.create_task(client.acall("sleep", {"ms": 1000}, timeout_ms=5000))
+        assert await client.acall("echo", "quick") == "quick"
+        assert not slow.done()
+        assert await slow == {"slept_ms": 1000}
+
+    asyncio.run(main())
+
+
+# -- cancellation and deadlines ---------------------------------------------------------------
+
+
+def test_cancelling_acall_cancels_the_call_in_the_worker(make_client: MakeClient) -> None:
+    recorder = Recorder()
+    client = make_client(hooks=recorder.hooks)
+    client.start()
+
+    async def main() -> None:
+        task = asyncio.create_task(client.acall("spin", {"ms": 20_000}, timeout_ms=30_000))
+        await asyncio.to_thread(wait_until, lambda: client.in_flight == 1, "the spin call is in flight")
+        await asyncio.to_thread(client.ping)  # the worker has read the call and started it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    wait_until(lambda: recorder.statuses("spin"), "the worker answers the cancelled spin")
+    (_, status, metrics), = recorder.received
+    assert status == "Cancelled"
+    assert metrics.exec_us < 20_000_000  # it stopped instead of spinning to the end
+    assert client.in_flight == 0  # nothing is left waiting for a reply
+
+
+def test_a_wedged_worker_cannot_hold_a_call_past_its_deadline(make_client: MakeClient) -> None:
+    recorder = Recorder()
+    client = make_client(hooks=recorder.hooks)
+    client.start()
+    os.kill(client.worker_pid, signal.SIGSTOP)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(Timeout) as caught:
+        client.call("echo", {"x": 1}, timeout_ms=200)
+    assert time.monotonic() - started < HANG_BOUND_S
+    assert "deadline" in caught.value.safe_message
+    assert recorder.received == []  # the client gave up on its own: no reply yet
+
+    async def acall() -> None:
+        await client.acall("echo", {"x": 2}, timeout_ms=200)
+
+    with pytest.raises(Timeout):
+        asyncio.run(acall())
+    os.kill(client.worker_pid, signal.SIGCONT)  # type: ignore[arg-type]
+    # The worker now answers both abandoned calls (their deadlines passed) and the client
+    # forgets them: nothing leaks.
+    wait_until(lambda: client.in_flight == 0, "the late replies arrive")
+    assert recorder.statuses("echo") == ["Timeout", "Timeout"]
+    assert client.call("echo", "alive") == "alive"
+
+
+# -- worker death and restart -----------------------------------------------------------------
+
+
+def _kill_mid_call(client: MoltClient, entry: str, payload: object, *, idempotent: bool, calls: int = 1):
+    """Starts ``calls`` calls on threads, kills -9 the worker once it has read them all, and
+    returns (outcomes, seconds from the kill to the first failure or result, old pid)."""
+    client.start()
+    old_pid = client.worker_pid
+    assert old_pid is not None
+    done_at: list[float] = []
+    lock = threading.Lock()
+
+    def one() -> object:
+        try:
+            return client.call(entry, payload, timeout_ms=10_000, idempotent=idempotent)
+        except WorkerUnavailable as exc:
+            return exc
+        finally:
+            with lock:
+                done_at.append(time.perf_counter())
+
+    with ThreadPoolExecutor(calls) as pool:
+        futures = [pool.submit(one) for _ in range(calls)]
+        wait_until(lambda: client.in_flight == calls, "the calls are in flight")
+        client.ping()
+        killed_at = time.perf_counter()
+        os.kill(old_pid, signal.SIGKILL)
+        outcomes = [future.result(timeout=HANG_BOUND_S) for future in futures]
+    return outcomes, min(done_at) - killed_at, max(done_at) - killed_at, old_pid
+
+
+def test_kill_9_fails_every_call_in_flight_at_once_and_does_not_resend_them(make_client: MakeClient) -> None:
+    recorder = Recorder()
+    client = make_client(hooks=recorder.hooks, worker_args=("--compute-threads", "4"))
+    outcomes, first_s, last_s, old_pid = _kill_mid_call(client, "sleep", {"ms": 5000}, idempotent=False, calls=4)
+    print(f"kill -9 to WorkerUnavailable: first {first_s * 1e3:.2f} ms, last {last_s * 1e3:.2f} ms")
+    assert last_s < 1.0  # a hang bound: they fail on EOF, not at their 10 s deadline
+    for outcome in outcomes:
+        assert isinstance(outcome, WorkerUnavailable)
+        assert outcome.reached_worker
+        assert_safe(outcome.safe_message)
+    assert len(recorder.sent) == 4  # none was re-sent
+    wait_until(lambda: not os.path.exists(f"/proc/{old_pid}"), "the dead worker is reaped")
+    assert client.call("echo", "restarted") == "restarted"
+    assert client.worker_pid not in (None, old_pid)
+
+
+def test_an_idempotent_call_is_resent_to_the_restarted_worker(make_client: MakeClient) -> None:
+    recorder = Recorder()
+    client = make_client(hooks=recorder.hooks)
+    outcomes, _, _, old_pid = _kill_mid_call(client, "sleep", {"ms": 300}, idempotent=True)
+    assert outcomes == [{"slept_ms": 300}]
+    assert [entry for entry, _ in recorder.sent] == ["sleep", "sleep"]
+    assert client.worker_pid not in (None, old_pid)
+
+
+def test_restarts_stop_after_max_restarts_and_say_why(make_client: MakeClient) -> None:
+    client = make_client(max_restarts=1)
+
+    def kill_worker() -> None:
+        client.start()
+        pid = client.worker_pid
+        os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), "the dead worker is reaped")
+
+    kill_worker()
+    assert client.call("echo", 1) == 1  # the one restart max_restarts allows
+    kill_worker()
+    with pytest.raises(WorkerUnavailable) as caught:
+        client.call("echo", 1)
+    assert "max_restarts" in caught.value.safe_message and "SIGKILL" in caught.value.safe_message
+    assert_safe(caught.value.safe_message)
+
+
+def test_a_worker_that_cannot_be_started_is_unavailable_without_leaking_its_path(make_client: MakeClient) -> None:
+    client = make_client(worker_cmd=["/nonexistent/dir/molt_worker"])
+    with pytest.raises(WorkerUnavailable) as caught:
+        client.call("echo", 1)
+    assert "ENOENT" in caught.value.safe_message
+    assert_safe(caught.value.safe_message)
+
+
+def test_worker_stderr_goes_to_the_worker_logger(make_client: MakeClient, tmp_path, caplog) -> None:
+    manifest = tmp_path / "bad.json"
+    manifest.write_text('{"entries": {"no_such_entry": {}}}')
+    client = make_client(exports=str(manifest))
+    with caplog.at_level(logging.INFO, logger="molt_accel.worker"):
+        with pytest.raises(WorkerUnavailable, match="exited during start-up .*exit status"):
+            client.start()
+    assert any(r.name == "molt_accel.worker" and "no_such_entry" in r.getMessage() for r in caplog.records)
+
+
+def test_close_stops_and_reaps_the_worker_and_later_calls_fail(client: MoltClient) -> None:
+    client.start()
+    pid = client.worker_pid
+    assert pid is not None
+    client.close()
+    assert not os.path.exists(f"/proc/{pid}")
+    with pytest.raises(WorkerUnavailable, match="closed"):
+        client.call("echo", 1)
+
+
+def test_context_managers_close_the_client(make_client: MakeClient) -> None:
+    with make_client() as client:
+        assert client.call("echo", 1) == 1
+    with pytest.raises(WorkerUnavailable):
+        client.call("echo", 1)
+
+    async def main() -> None:
+        async with make_client() as aclient:
+            assert await aclient.acall("echo", 2) == 2
+        with pytest.raises(WorkerUnavailable):
+            await aclient.acall("echo", 2)
+
+    asyncio.run(main())
+
+
+def test_a_forked_child_never_uses_the_parents_worker(client: MoltClient) -> None:
+    client.start()
+    parent_worker = client.worker_pid
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        try:
+            ok = client.worker_pid is None and client.call("echo", "child") == "child"
+            ok = ok and client.worker_pid not in (None, parent_worker)
+            client.close()
+            os.write(write_end, b"ok" if ok else b"no")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        assert answer.read() == b"ok"
+    os.waitpid(child, 0)
+    assert client.worker_pid == parent_worker
+    assert client.call("echo", "parent") == "parent"
+
+
+# -- hooks ------------------------------------------------------------------------------------
+
+
+def test_hooks_see_every_call_with_worker_and_client_metrics(make_client: MakeClient) -> None:
+    recorder = Recorder()
+    client = make_client(hooks=recorder.hooks)
+    client.call("echo", {"x": 1})
+    with pytest.raises(NotFound):
+        client.call("nope", {})
+    assert recorder.sent == [("echo", 4), ("nope", 1)]
+    assert [(entry, status) for entry, status, _ in recorder.received] == [("echo", "Ok"), ("nope", "NotFound")]
+    metrics = recorder.received[0][2]
+    assert metrics.round_trip_us > 0
+    assert min(metrics.queue_us, metrics.exec_us, metrics.queue_depth, metrics.encode_us, metrics.decode_us) >= 0
+    assert [(entry, type(error)) for entry, error in recorder.errors] == [("nope", NotFound)]
+
+
+def test_a_raising_hook_never_breaks_a_call_and_is_logged_once(make_client: MakeClient, caplog) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("hook bug")
+
+    client = make_client(hooks=Hooks(before_send=broken, after_recv=broken))
+    with caplog.at_level(logging.ERROR, logger="molt_accel"):
+        for n in range(3):
+            assert client.call("echo", n) == n
+    assert len([r for r in caplog.records if "hook" in r.getMessage()]) == 2
