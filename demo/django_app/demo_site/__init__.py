@@ -1,0 +1,1 @@
+"""The demo's Django project: settings, URL root, WSGI and ASGI entry points."""

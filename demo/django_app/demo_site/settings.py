@@ -1,0 +1,62 @@
+"""Settings of the demo site: the smallest Django that serves the demo's JSON endpoints.
+
+No database, no sessions, no auth, no templates: the endpoints read the query string and answer
+JSON, so every middleware would only add cost that the benchmark would then measure on both
+paths. Everything that changes between runs comes from the environment:
+
+| variable | meaning | default |
+|---|---|---|
+| `MOLT_WORKER_BIN` | the `molt_worker` binary a Django process spawns | `<repo>/target/release/molt_worker` |
+| `MOLT_EXPORTS` | the exports manifest passed to the worker | `<repo>/molt_exports.json` |
+| `MOLT_TRANSPORT` | `stdio` or `shm` | `stdio` |
+| `MOLT_SOCKET` | attach to a running worker's control socket instead of spawning one | unset |
+| `MOLT_TIMEOUT_MS` | per-call deadline | `2000` |
+| `MOLT_BUSY_STATUS` | HTTP status for `Busy` (429 or 503) | `429` |
+| `MOLT_DEMO_METRICS_PATH` | per-call metrics JSONL written by the client hooks | unset (off) |
+| `DJANGO_DEBUG` | `1` turns DEBUG on (never for the benchmark) | off |
+| `DJANGO_SECRET_KEY` | nothing here signs data; set it if you add something that does | random per process |
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+REPO_ROOT = BASE_DIR.parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(48)
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = ["demoapp"]
+MIDDLEWARE: list[str] = []
+ROOT_URLCONF = "demo_site.urls"
+WSGI_APPLICATION = "demo_site.wsgi.application"
+ASGI_APPLICATION = "demo_site.asgi.application"
+DATABASES: dict[str, dict[str, str]] = {}
+TEMPLATES: list[dict[str, object]] = []
+USE_TZ = True
+TIME_ZONE = "UTC"
+USE_I18N = False
+APPEND_SLASH = False
+
+MOLT_WORKER_BIN = os.environ.get("MOLT_WORKER_BIN") or str(REPO_ROOT / "target" / "release" / "molt_worker")
+MOLT_EXPORTS = os.environ.get("MOLT_EXPORTS") or str(REPO_ROOT / "molt_exports.json")
+
+MOLT_ACCEL = {
+    # The client adds the transport's own flag (--stdio, or --socket for shm) when it spawns.
+    "WORKER_CMD": [MOLT_WORKER_BIN],
+    "EXPORTS": MOLT_EXPORTS,
+    "TRANSPORT": os.environ.get("MOLT_TRANSPORT", "stdio"),
+    "SOCKET": os.environ.get("MOLT_SOCKET") or None,
+    "TIMEOUT_MS": int(os.environ.get("MOLT_TIMEOUT_MS", "2000")),
+    "BUSY_STATUS": int(os.environ.get("MOLT_BUSY_STATUS", "429")),
+    "METRICS_PATH": os.environ.get("MOLT_DEMO_METRICS_PATH") or None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["stderr"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")},
+}

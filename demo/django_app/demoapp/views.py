@@ -1,0 +1,68 @@
+"""The demo endpoints: the same two contract entries, computed in CPython or by the worker.
+
+`/baseline` and `/baseline/compute` run `contract.py` in this process. `/offload`,
+`/offload_async` and `/offload/compute` send the same payload to `molt_worker` through
+`@molt_offload`, which answers with a `JsonResponse` of the worker's result, or with the
+mapped error status and `{"error": {"code", "message"}}`. A contract violation gives the same
+400 and the same body on both paths: the worker's InvalidInput message is the contract's
+`ContractError` message, and the baseline renders it with the decorator's own
+`error_response`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from molt_accel import InvalidInput
+from molt_accel.django import error_response, molt_offload
+
+from . import contract
+from .query import compute_payload, list_items_payload
+
+
+def invalid_input_response(error: contract.ContractError) -> JsonResponse:
+    """What the offloaded path answers when the worker replies InvalidInput."""
+    return error_response(InvalidInput(error.message))
+
+
+def baseline(request: HttpRequest) -> JsonResponse:
+    """`list_items` computed in CPython."""
+    try:
+        return JsonResponse(contract.list_items(list_items_payload(request.GET)))
+    except contract.ContractError as error:
+        return invalid_input_response(error)
+
+
+@molt_offload(entry="list_items")
+def offload(request: HttpRequest) -> dict[str, Any]:
+    """`list_items` computed by the worker (sync view, served by gunicorn)."""
+    return list_items_payload(request.GET)
+
+
+@molt_offload(entry="list_items")
+async def offload_async(request: HttpRequest) -> dict[str, Any]:
+    """`list_items` computed by the worker from an async view (served by uvicorn); a client
+    that goes away cancels the call in the worker."""
+    return list_items_payload(request.GET)
+
+
+def baseline_compute(request: HttpRequest) -> JsonResponse:
+    """`compute` in CPython."""
+    try:
+        return JsonResponse(contract.compute(compute_payload(request.GET)))
+    except contract.ContractError as error:
+        return invalid_input_response(error)
+
+
+@molt_offload(entry="compute")
+def offload_compute(request: HttpRequest) -> dict[str, Any]:
+    """`compute` by the worker."""
+    return compute_payload(request.GET)
+
+
+@molt_offload(entry="health")
+def healthz(request: HttpRequest) -> dict[str, Any]:
+    """Ready when this Django process can reach its worker: the worker's `health` answer
+    (status, version, uptime), or the decorator's 503 when the worker is unavailable."""
+    return {}
