@@ -3,15 +3,16 @@
 //! Exit codes: 0 after EOF on stdin or SIGTERM, 1 when start-up fails (unreadable or invalid
 //! exports manifest, ...), 2 on a usage error, 3 after a broken input stream.
 
-mod cancel;
 mod clock;
 mod config;
 mod dispatcher;
-mod entries;
 mod logging;
-mod manifest;
 mod observe;
 mod transport;
+
+// Entries, manifest and cancellation live in the library half of the crate (src/lib.rs), so
+// the fuzz targets run the same code; importing them here keeps `crate::entries` etc. valid.
+use molt_worker::{cancel, entries, manifest};
 
 use std::process::ExitCode;
 use std::sync::Arc;
