@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use molt_ipc_ring::frame::{Codec, Frame, Metrics, Status};
+use molt_ipc_ring::frame::{Codec, Frame, Status};
 
-use super::{micros, ConnectionState};
+use super::{ConnectionState, Timings};
 use crate::cancel::CancelToken;
 
 /// A call admitted to the compute pool.
@@ -100,29 +100,30 @@ impl PooledCall {
             timer.abort();
         }
         lock(&self.connection.in_flight).remove(&self.request_id);
-        let metrics = self.metrics();
+        let timings = self.timings();
         let connection = &self.connection;
-        connection.dispatcher.observe(self.entry, status, &metrics);
-        connection
-            .send(&Frame::reply(self.request_id, status, codec, payload).with_metrics(metrics));
+        connection.dispatcher.observe(self.entry, status, &timings);
+        connection.send(
+            &Frame::reply(self.request_id, status, codec, payload).with_metrics(timings.metrics()),
+        );
         true
     }
 
-    fn metrics(&self) -> Metrics {
-        let now = micros(self.arrived.elapsed());
+    fn timings(&self) -> Timings {
+        let now = self.arrived.elapsed();
         // Relaxed: see `mark_started`.
         let started = self.started_after_ns.load(Ordering::Relaxed);
         if started == NOT_STARTED {
-            return Metrics {
-                queue_us: now,
-                exec_us: 0,
+            return Timings {
+                queue: now,
+                exec: Duration::ZERO,
                 queue_depth: self.queue_depth,
             };
         }
-        let queue_us = micros(std::time::Duration::from_nanos(started));
-        Metrics {
-            queue_us,
-            exec_us: now.saturating_sub(queue_us),
+        let queue = Duration::from_nanos(started);
+        Timings {
+            queue,
+            exec: now.saturating_sub(queue),
             queue_depth: self.queue_depth,
         }
     }

@@ -41,10 +41,43 @@ pub trait ReplySink: Send + Sync + 'static {
 }
 
 /// Sees every reply to a call of an enabled entry, after it is decided and before it is sent:
-/// the seam for per-entry metrics.
+/// the seam for per-entry metrics. Runs on whichever thread decided the reply, so it must be
+/// cheap.
 pub trait ReplyObserver: Send + Sync + 'static {
-    /// One reply of `entry` with `status` and its metrics.
-    fn on_reply(&self, entry: &'static str, status: Status, metrics: &Metrics);
+    /// One reply of the enabled entry at position `entry` in the list given to
+    /// [`Dispatcher::start`] (named `name`), with `status` and its timings.
+    fn on_reply(&self, entry: usize, name: &'static str, status: Status, timings: &Timings);
+}
+
+/// Where a call's time went, in nanoseconds; the reply's [`Metrics`] carry the same in
+/// microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// From arrival to the start of execution; for a call that never started, to its reply.
+    pub queue: Duration,
+    /// Spent executing (zero for a call that never started).
+    pub exec: Duration,
+    /// Admission queue depth when the call arrived.
+    pub queue_depth: u32,
+}
+
+impl Timings {
+    /// No time spent: the timings of a call answered on arrival (Busy, expired, unknown).
+    fn on_arrival(queue_depth: u32) -> Self {
+        Self {
+            queue_depth,
+            ..Self::default()
+        }
+    }
+
+    /// The same timings as the reply header carries them.
+    fn metrics(&self) -> Metrics {
+        Metrics {
+            queue_us: micros(self.queue),
+            exec_us: micros(self.exec),
+            queue_depth: self.queue_depth,
+        }
+    }
 }
 
 /// Sizes of the dispatcher's bounded resources.
@@ -168,9 +201,9 @@ impl Dispatcher {
             .position(|enabled| enabled.entry.name() == name)
     }
 
-    fn observe(&self, entry: usize, status: Status, metrics: &Metrics) {
+    fn observe(&self, entry: usize, status: Status, timings: &Timings) {
         self.observer
-            .on_reply(self.entries[entry].entry.name(), status, metrics);
+            .on_reply(entry, self.entries[entry].entry.name(), status, timings);
     }
 
     /// The reply for an entry's result: its payload in the call's codec, or a Raw message.
@@ -376,11 +409,8 @@ impl Connection {
         let state = &self.state;
         let dispatcher = &*state.dispatcher;
         let queue_depth = dispatcher.queue.depth();
-        let metrics = Metrics {
-            queue_us: 0,
-            exec_us: 0,
-            queue_depth,
-        };
+        let on_arrival = Timings::on_arrival(queue_depth);
+        let metrics = on_arrival.metrics();
         let Some(index) = dispatcher.find(frame.entry) else {
             let message = format!("unknown entry: {}", frame.entry);
             state.send_error(frame.request_id, Status::NotFound, &message, metrics);
@@ -388,7 +418,7 @@ impl Connection {
         };
         let enabled = &dispatcher.entries[index];
         let reject = |status: Status, message: &str| {
-            dispatcher.observe(index, status, &metrics);
+            dispatcher.observe(index, status, &on_arrival);
             state.send_error(frame.request_id, status, message, metrics);
         };
         let deadline = match deadline_of(frame.deadline_ns, &enabled.options, arrived) {
@@ -463,15 +493,17 @@ impl Connection {
             cancel: &dispatcher.never_cancelled,
         };
         let result = run_entry(enabled.entry.as_ref(), &ctx, frame.request_id);
-        let metrics = Metrics {
-            queue_us: micros(started - arrived),
-            exec_us: micros(started.elapsed()),
+        let timings = Timings {
+            queue: started - arrived,
+            exec: started.elapsed(),
             queue_depth,
         };
         let (status, codec, payload) = dispatcher.outcome(&result, frame.codec);
-        dispatcher.observe(index, status, &metrics);
-        self.state
-            .send(&Frame::reply(frame.request_id, status, codec, payload).with_metrics(metrics));
+        dispatcher.observe(index, status, &timings);
+        self.state.send(
+            &Frame::reply(frame.request_id, status, codec, payload)
+                .with_metrics(timings.metrics()),
+        );
     }
 
     fn cancel(&self, request_id: u64) {
