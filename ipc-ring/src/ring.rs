@@ -107,6 +107,27 @@ const _: () = {
 };
 
 impl RingControl {
+    /// The waking half of the sleep handshake (see [`crate::wait`]), run after publishing
+    /// something the consumer waits for (a record, or a closed segment state).
+    pub(crate) fn notify_consumer(&self) {
+        // SeqCst fence: pairs with the consumer's fence between storing consumer_sleeping = 1
+        // and re-checking (Dekker): either it sees what we published, or we see its 1.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above; the common "nobody sleeps" case stays a plain
+        // load, with no write to the consumer's cache line.
+        if self.consumer_sleeping.0.load(Ordering::Relaxed) != 0
+            // Release: a consumer whose FUTEX_WAIT finds this 0 returns without sleeping and
+            // must then find what we published before it. Clearing the word (rather than only
+            // waking) is what saves a consumer that announced, re-checked too early, and has
+            // not reached FUTEX_WAIT yet: the kernel's compare with 1 now fails.
+            && self.consumer_sleeping.0.swap(0, Ordering::Release) != 0
+        {
+            // A failed wake (impossible for a valid word) leaves the consumer to its sleep
+            // slice deadline, which bounds every wait; nothing is lost.
+            let _ = self.consumer_sleeping.0.wake_all();
+        }
+    }
+
     fn new() -> Self {
         Self {
             head: Padded(AtomicU64::new(0)),
@@ -488,15 +509,7 @@ impl Reservation<'_> {
         let control = producer.memory.control();
         // Release: the record's bytes must be visible before the position that publishes them.
         control.tail.0.store(producer.tail, Ordering::Release);
-        // SeqCst fence: pairs with the consumer's fence between storing consumer_sleeping = 1
-        // and re-loading tail (Dekker): either it sees our tail, or we see its 1 and wake it.
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence above.
-        if control.consumer_sleeping.0.load(Ordering::Relaxed) != 0 {
-            // A failed wake (impossible for a valid word) leaves the consumer to its sleep
-            // slice deadline, which bounds every wait; nothing is lost.
-            let _ = control.consumer_sleeping.0.wake_all();
-        }
+        control.notify_consumer();
     }
 }
 
@@ -677,14 +690,6 @@ impl Record<'_> {
     pub fn consume(self) {
         self.consumer.advance_head(self.size);
     }
-}
-
-/// Wakes whoever sleeps on this ring's consumer word, whether or not it announced it: used
-/// when the segment closes, so a sleeper notices at once instead of at its slice's end.
-#[cfg(not(loom))]
-pub(crate) fn wake_consumer(control: &RingControl) {
-    // A failed wake leaves the sleeper to its slice deadline, which still ends its wait.
-    let _ = control.consumer_sleeping.0.wake_all();
 }
 
 impl RingControl {

@@ -322,7 +322,7 @@ impl SegmentState {
         let layout = self.mapping.layout;
         for place in [layout.request, layout.response] {
             // SAFETY: a validated control block in the live mapping, only used via atomics.
-            ring::wake_consumer(unsafe { self.mapping.control(place).as_ref() });
+            unsafe { self.mapping.control(place).as_ref() }.notify_consumer();
         }
     }
 

@@ -38,6 +38,10 @@ mod imp {
             self.0.store(value, order)
         }
 
+        pub(crate) fn swap(&self, value: u32, order: Ordering) -> u32 {
+            self.0.swap(value, order)
+        }
+
         /// Sleeps while the word holds `expected`, until woken or `deadline_ns`; any return
         /// means "re-check".
         pub(crate) fn wait(&self, expected: u32, deadline_ns: u64) -> io::Result<()> {
@@ -126,6 +130,10 @@ mod imp {
 
         pub(crate) fn store(&self, value: u32, order: Ordering) {
             self.word.store(value, order)
+        }
+
+        pub(crate) fn swap(&self, value: u32, order: Ordering) -> u32 {
+            self.word.swap(value, order)
         }
 
         pub(crate) fn wait(&self, expected: u32, _deadline_ns: u64) -> io::Result<()> {

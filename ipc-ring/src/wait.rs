@@ -7,19 +7,23 @@
 //!
 //! # The handshake
 //!
-//! Consumer: store `consumer_sleeping = 1`; SeqCst fence; re-check the ring; if still empty,
-//! `FUTEX_WAIT(consumer_sleeping, 1, deadline)`; on return re-check; finally store 0.
+//! Consumer: store `consumer_sleeping = 1`; SeqCst fence; re-check the ring (and `is_closed`);
+//! if still empty, `FUTEX_WAIT(consumer_sleeping, 1, slice deadline)`; on any return, loop;
+//! on leaving, store 0.
 //! Producer (in `commit`): store `tail` (Release); SeqCst fence; load `consumer_sleeping`;
-//! if 1, `FUTEX_WAKE`.
+//! if 1, swap it to 0 and, if it was still 1, `FUTEX_WAKE`. Closing a segment does the same
+//! after storing the closed state.
 //!
 //! Each side stores one word and then loads the other's, with a SeqCst fence in between
 //! (Dekker). Without the fences both loads could be satisfied before the other side's store
 //! is visible (store buffering, allowed even on x86), and the consumer would sleep on a
 //! record the producer never woke it for. With them, the fences are totally ordered: if the
-//! consumer's fence comes first the producer loads 1 and wakes; if the producer's comes first
-//! the consumer's re-check sees the new tail. A wake that comes between the re-check and
-//! `FUTEX_WAIT` is not lost either: the kernel compares the word with 1 under the same lock
-//! the wake takes.
+//! consumer's fence comes first the producer sees 1 and wakes; if the producer's comes first
+//! the consumer's re-check sees the new tail. The producer's wake can still come after the
+//! consumer's re-check but before its `FUTEX_WAIT`, when nobody is queued to receive it; that
+//! is why the producer also clears the word: the kernel compares it with 1 under the lock
+//! that `FUTEX_WAKE` takes, finds 0, and the consumer returns at once and re-checks. The loom
+//! model (`tests/loom.rs`) finds the lost wake-up when the swap is replaced by a load.
 //!
 //! Sleeps are cut into slices (at most [`WaitConfig::sleep_slice_ns`]) so the caller's
 //! `is_closed` check runs regularly: a peer that was killed cannot wake anybody, so its death
