@@ -109,7 +109,7 @@ fn enabled_entries(config: &Config) -> Result<Vec<EnabledEntry>, manifest::Manif
         if entry.test_only() {
             log::warn!("test-only entry {} is enabled by the exports manifest", entry.name());
         }
-        log::info!("entry {} enabled: {options:?}", entry.name());
+        log::info!("entry {} enabled: {options}", entry.name());
     }
     Ok(enabled)
 }

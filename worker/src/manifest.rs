@@ -36,6 +36,22 @@ impl EntryOptions {
     }
 }
 
+impl fmt::Display for EntryOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.default_timeout_ms {
+            Some(ms) if ms > 0 => write!(f, "default_timeout_ms={ms}")?,
+            _ => f.write_str("no default timeout")?,
+        }
+        if let Some(limit) = self.max_concurrency {
+            write!(f, ", max_concurrency={limit}")?;
+        }
+        if self.idempotent {
+            f.write_str(", idempotent")?;
+        }
+        Ok(())
+    }
+}
+
 /// A parsed manifest.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
