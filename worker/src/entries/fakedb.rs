@@ -144,14 +144,18 @@ impl Title {
         std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
-    /// Whether `needle` occurs in the title, byte for byte. Titles are short, so a plain
-    /// window scan beats building a searcher per row.
+    /// Whether `needle` occurs in the title, byte for byte. Titles are short, so a scan for
+    /// the needle's first byte beats building a searcher per row.
     pub fn contains(&self, needle: &[u8]) -> bool {
-        needle.is_empty()
-            || self
-                .as_bytes()
-                .windows(needle.len())
-                .any(|window| window == needle)
+        let Some((&first, rest)) = needle.split_first() else {
+            return true;
+        };
+        let haystack = self.as_bytes();
+        let Some(last_start) = haystack.len().checked_sub(needle.len()) else {
+            return false;
+        };
+        (0..=last_start)
+            .any(|at| haystack[at] == first && &haystack[at + 1..at + needle.len()] == rest)
     }
 }
 
@@ -359,6 +363,18 @@ mod tests {
             assert!((3..=5).contains(&words.len()), "{}", title.as_str());
             assert!(words.iter().all(|word| WORDS.contains(word)));
         }
+    }
+
+    #[test]
+    fn title_search_finds_needles_anywhere_and_only_there() {
+        let title = Title::from_word(Row::generate(3, 0).title_word(3));
+        let text = title.as_str();
+        assert!(title.contains(b""));
+        assert!(title.contains(text.as_bytes()));
+        assert!(title.contains(&text.as_bytes()[text.len() - 2..]));
+        assert!(title.contains(&text.as_bytes()[..1]));
+        assert!(!title.contains(format!("{text} ").as_bytes()));
+        assert!(!title.contains(b"zz"));
     }
 
     #[test]
