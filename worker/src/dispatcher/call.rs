@@ -88,13 +88,20 @@ impl PooledCall {
         }
     }
 
-    /// Sends this call's one reply, unless another outcome got there first; returns whether
-    /// this one won.
-    pub fn finish(&self, status: Status, codec: Codec, payload: &[u8]) -> bool {
+    /// Answers the call with `status` (a Raw `message`) unless it has replied already, then
+    /// fires its token so a running entry stops. The reply comes first: an entry woken by its
+    /// token returns Cancelled, which must find the outcome (say, Timeout) already chosen.
+    pub fn interrupt(&self, status: Status, message: &str) {
+        self.finish(status, Codec::Raw, message.as_bytes());
+        self.token.cancel();
+    }
+
+    /// Sends this call's one reply, unless another outcome got there first.
+    pub fn finish(&self, status: Status, codec: Codec, payload: &[u8]) {
         // Relaxed: the swap alone picks one winner (read-modify-writes of one atomic are
         // totally ordered); no data is handed over through the flag.
         if self.replied.swap(true, Ordering::Relaxed) {
-            return false;
+            return;
         }
         if let Some(timer) = lock(&self.timer).take() {
             timer.abort();
@@ -106,7 +113,6 @@ impl PooledCall {
         connection.send(
             &Frame::reply(self.request_id, status, codec, payload).with_metrics(timings.metrics()),
         );
-        true
     }
 
     fn timings(&self) -> Timings {

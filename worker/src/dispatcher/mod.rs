@@ -372,8 +372,7 @@ impl Connection {
     /// so those replies reach the peer. For a peer that is going away in good order.
     pub fn shutdown(&self) {
         for call in self.state.take_in_flight() {
-            call.token.cancel();
-            call.finish(Status::Cancelled, Codec::Raw, SHUTDOWN_MESSAGE.as_bytes());
+            call.interrupt(Status::Cancelled, SHUTDOWN_MESSAGE);
         }
     }
 
@@ -392,8 +391,7 @@ impl Connection {
         // Relaxed: see `ConnectionState::send`.
         self.state.open.store(false, Ordering::Relaxed);
         for call in self.state.take_in_flight() {
-            call.token.cancel();
-            call.finish(Status::Cancelled, Codec::Raw, CANCELLED_MESSAGE.as_bytes());
+            call.interrupt(Status::Cancelled, CANCELLED_MESSAGE);
         }
     }
 
@@ -469,8 +467,7 @@ impl Connection {
                     .runtime
                     .spawn(async move {
                         tokio::time::sleep_until(deadline.into()).await;
-                        timed.token.cancel();
-                        timed.finish(Status::Timeout, Codec::Raw, TIMEOUT_MESSAGE.as_bytes());
+                        timed.interrupt(Status::Timeout, TIMEOUT_MESSAGE);
                     })
                     .abort_handle()
             });
@@ -510,8 +507,7 @@ impl Connection {
         // A cancel of a call that already replied, or never existed, is ignored (protocol.md).
         let call = lock(&self.state.in_flight).get(&request_id).cloned();
         if let Some(call) = call {
-            call.token.cancel();
-            call.finish(Status::Cancelled, Codec::Raw, CANCELLED_MESSAGE.as_bytes());
+            call.interrupt(Status::Cancelled, CANCELLED_MESSAGE);
         }
     }
 }
