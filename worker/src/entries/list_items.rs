@@ -370,6 +370,42 @@ mod tests {
         assert_eq!(ListItems.call(&ctx), Err(EntryError::Cancelled));
     }
 
+    fn query(json: &str) -> ListQuery {
+        ListQuery::parse(&Fields::decode("list_items", Codec::Json, json.as_bytes()).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn cost_knobs_change_the_cost_not_the_answer() {
+        let query = query(r#"{"user_id": 25, "rows": 50, "q": "i"}"#);
+        let cancel = CancelToken::new();
+        let plain = query.run(&CostKnobs::default(), &cancel).unwrap();
+        let knobs = CostKnobs {
+            delay_ms: 1,
+            decode_us_per_row: 1,
+            cpu_iters_per_row: 3,
+        };
+        let costly = query.run(&knobs, &cancel).unwrap();
+        assert_eq!(
+            payload::encode(Codec::Json, &costly),
+            payload::encode(Codec::Json, &plain)
+        );
+    }
+
+    #[test]
+    fn simulated_delay_ends_with_cancelled_when_the_token_fires() {
+        let cancel = CancelToken::new();
+        let firer = cancel.clone();
+        let thread = std::thread::spawn(move || firer.cancel());
+        let knobs = CostKnobs {
+            delay_ms: 60_000,
+            ..CostKnobs::default()
+        };
+        let outcome = query(r#"{"user_id": 1}"#).run(&knobs, &cancel);
+        thread.join().unwrap();
+        assert!(matches!(outcome, Err(EntryError::Cancelled)));
+    }
+
     #[test]
     fn msgpack_and_json_replies_carry_the_same_page() {
         let request = serde_json::json!({"user_id": 77, "q": "e", "rows": 900, "limit": 20});
