@@ -97,9 +97,10 @@ fn an_unconsumed_record_is_read_again() {
 #[test]
 fn a_dropped_reservation_publishes_nothing() {
     let (mut producer, mut consumer) = ring::with_capacity(64).unwrap();
-    let mut slot = producer.reserve(4).unwrap();
-    slot.write(b"lost");
-    drop(slot);
+    {
+        let mut slot = producer.reserve(4).unwrap();
+        slot.write(b"lost");
+    }
     assert_eq!(consumer.pop().err(), Some(PopError::Empty));
     producer.push(b"kept").unwrap();
     assert_eq!(pop_vec(&mut consumer).unwrap(), b"kept");

@@ -15,7 +15,6 @@ use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
 
 const SMALL: SegmentConfig = SegmentConfig { request_capacity: 256, response_capacity: 512 };
 /// Byte offsets of the request ring, as documented in docs/protocol.md.
-const REQUEST_HEAD: usize = 128;
 const REQUEST_TAIL: usize = 128 + 128;
 const REQUEST_DATA: usize = 128 + 384;
 /// Byte offsets of the response ring: 128 + 384 + 256 rounded up to 128.
