@@ -10,16 +10,18 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CARGO ?= cargo
 export MOLT_WORKER_BIN ?= $(CURDIR)/target/debug/molt_worker
+PORT ?= 8000
 
-.PHONY: all setup build build-release test test-rust test-loom test-python demo clean
+.PHONY: all setup build build-release test test-rust test-loom test-python demo serve bench-check oha clean
 
 all: test
 
 # The venv is rebuilt when the pinned requirements change.
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt client-py/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet -e ./client-py
 	touch $@
 
 setup: $(VENV)/.installed
@@ -36,10 +38,23 @@ test-rust:
 	$(CARGO) test --workspace
 
 test-python: setup build
-	$(PY) -m pytest -q worker/tests/py
+	$(PY) -m pytest -q worker/tests/py demo/django_app/tests
 
-demo: setup build-release
-	$(PY) bench/scripts/stdio_echo_rtt.py --worker target/release/molt_worker --calls 20000
+# The load generator (oha), built into .tools/ once.
+oha:
+	bench/scripts/ensure_oha.sh > /dev/null
+
+# /baseline vs /offload, short profile; writes bench/results/<UTC date-time>/ (docs/benchmark.md).
+demo: setup build-release oha
+	$(PY) bench/scripts/run_demo_bench.py
+
+# The demo served as the benchmark serves it, on 127.0.0.1:$(PORT) (sync) and $(PORT)+1 (async).
+serve: setup build-release
+	$(PY) bench/scripts/serve.py --port $(PORT) --worker-bin target/release/molt_worker
+
+# Short run compared with bench/baseline.json; not in CI (noisy machines).
+bench-check: setup build-release oha
+	$(PY) bench/scripts/bench_check.py
 
 clean:
 	$(CARGO) clean
