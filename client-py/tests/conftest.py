@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -37,6 +38,17 @@ def wait_until(condition: Callable[[], object], what: str, bound_s: float = HANG
 def process_gone(pid: int) -> bool:
     """True once ``pid`` no longer exists, not even as a zombie (it was reaped)."""
     return not os.path.exists(f"/proc/{pid}")
+
+
+@pytest.fixture
+def one_spin_manifest(tmp_path: Path) -> Path:
+    """The test manifest with ``spin`` limited to one call at a time: a second spin call is
+    answered Busy as soon as the worker reads it, whatever the scheduling."""
+    manifest = json.loads(TEST_EXPORTS.read_text())
+    manifest["entries"]["spin"]["max_concurrency"] = 1
+    path = tmp_path / "one_spin.json"
+    path.write_text(json.dumps(manifest))
+    return path
 
 
 @pytest.fixture(params=["stdio"])

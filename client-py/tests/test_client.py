@@ -92,30 +92,34 @@ def test_an_unknown_entry_is_not_found(client: MoltClient) -> None:
     assert_safe(caught.value.safe_message)
 
 
-def test_the_worker_answers_timeout_at_the_deadline(client: MoltClient) -> None:
+def test_the_worker_answers_timeout_at_the_deadline(make_client: MakeClient) -> None:
     recorder = Recorder()
-    client = MoltClient.from_config(client.config, hooks=recorder.hooks)
-    try:
-        with pytest.raises(Timeout):
-            client.call("sleep", {"ms": 5000}, timeout_ms=100)
-        # The worker's own reply, not the client giving up: it came with metrics.
-        assert recorder.statuses("sleep") == ["Timeout"]
-    finally:
-        client.close()
-
-
-def test_a_full_admission_queue_is_busy(make_client: MakeClient) -> None:
-    client = make_client(worker_args=("--max-queue", "1", "--compute-threads", "1"))
+    # One compute thread, kept busy: the sleep call waits in the worker's queue past its
+    # deadline, so its reply comes from the worker's deadline timer alone.
+    client = make_client(hooks=recorder.hooks, worker_args=("--compute-threads", "1"))
     client.start()
-    with ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(client.call, "spin", {"ms": 3000}, timeout_ms=300) for _ in range(6)]
-        outcomes = []
-        for future in futures:
-            try:
-                outcomes.append(future.result())
-            except (Busy, Timeout) as exc:
-                outcomes.append(type(exc))
-    assert Busy in outcomes
+    with ThreadPoolExecutor(1) as pool:
+        blocker = pool.submit(client.call, "spin", {"ms": 400}, timeout_ms=5000)
+        wait_until(lambda: client.in_flight == 1, "the spin call is in flight")
+        client.ping()
+        with pytest.raises(Timeout):
+            client.call("sleep", {"ms": 10}, timeout_ms=100)
+        assert blocker.result(timeout=HANG_BOUND_S) == {"spun_ms": 400}
+    # The worker's own reply, not the client giving up: it came with metrics.
+    assert recorder.statuses("sleep") == ["Timeout"]
+
+
+def test_an_entry_at_its_concurrency_limit_is_busy(make_client: MakeClient, one_spin_manifest) -> None:
+    client = make_client(exports=str(one_spin_manifest))
+    client.start()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(client.call, "spin", {"ms": 200}, timeout_ms=5000)
+        wait_until(lambda: client.in_flight == 1, "the first spin call is in flight")
+        client.ping()  # the worker has admitted it
+        with pytest.raises(Busy) as caught:
+            client.call("spin", {"ms": 1})
+        assert running.result(timeout=HANG_BOUND_S) == {"spun_ms": 200}
+    assert_safe(caught.value.safe_message)
 
 
 def test_a_panicking_entry_is_an_internal_error_with_a_safe_message(client: MoltClient) -> None:
@@ -125,15 +129,21 @@ def test_a_panicking_entry_is_an_internal_error_with_a_safe_message(client: Molt
     assert client.call("echo", {"after": "panic"}) == {"after": "panic"}
 
 
-def test_calls_in_flight_when_the_worker_is_terminated_are_cancelled(client: MoltClient) -> None:
+def test_a_call_the_worker_cancels_on_its_own_raises_cancelled(make_client: MakeClient) -> None:
+    # SIGTERM makes the worker answer its calls Cancelled and exit. The call under test waits
+    # in the queue behind a running one (one compute thread), so no entry races the shutdown.
+    client = make_client(worker_args=("--compute-threads", "1"))
     client.start()
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(client.call, "spin", {"ms": 10_000}, timeout_ms=20_000)
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(client.call, "spin", {"ms": 10_000}, timeout_ms=20_000)
         wait_until(lambda: client.in_flight == 1, "the spin call is in flight")
-        client.ping()  # the worker has read the call
+        queued = pool.submit(client.call, "sleep", {"ms": 10_000}, timeout_ms=20_000)
+        wait_until(lambda: client.in_flight == 2, "the sleep call is in flight")
+        client.ping()  # the worker has read both calls
         os.kill(client.worker_pid, signal.SIGTERM)  # type: ignore[arg-type]
-        with pytest.raises(Cancelled):
-            future.result(timeout=HANG_BOUND_S)
+        with pytest.raises(Cancelled) as caught:
+            queued.result(timeout=HANG_BOUND_S)
+    assert caught.value.status == "Cancelled"
 
 
 def test_a_frame_the_worker_does_not_understand_is_answered_protocol_error(client: MoltClient) -> None:

@@ -1,0 +1,288 @@
+"""Django integration: ``@molt_offload`` and the per-process client, configured in one place.
+
+Settings (``settings.MOLT_ACCEL``, every key optional)::
+
+    MOLT_ACCEL = {
+        "WORKER_CMD": ["/srv/bin/molt_worker"],   # program and its own arguments
+        "EXPORTS": "/srv/molt_exports.json",       # exports manifest for a spawned worker
+        "TRANSPORT": "stdio",                      # or "shm" once available
+        "SOCKET": None,                            # attach to a running worker (shm)
+        "STRICT_SHM": False,                       # shm: fail instead of falling back to stdio
+        "TIMEOUT_MS": 1000,                        # default deadline of a call
+        "DEADLINE_GRACE_MS": 50,
+        "START_TIMEOUT_MS": 5000,
+        "MAX_RESTARTS": 1,
+        "RESTART_WINDOW_S": 60,
+        "MAX_FRAME_BYTES": 16777216,
+        "BUSY_STATUS": 429,                        # or 503
+        "RETRY_AFTER_S": 1,                        # Retry-After on 429 and 503
+        "METRICS_PATH": None,                      # JSONL, one line per reply
+    }
+
+``METRICS_PATH`` falls back to the ``MOLT_DEMO_METRICS_PATH`` environment variable.
+
+Each process has one client per transport, created on first use and closed at exit. A client
+created before a fork (gunicorn's pre-fork model) is never used by the child: the child
+starts its own worker on first use.
+
+Errors become JSON responses ``{"error": {"code": <status name>, "message": <safe message>}}``:
+
+=================  ======================================================================
+WorkerUnavailable  503 + Retry-After
+Busy               429 + Retry-After (``BUSY_STATUS`` 503: 503 + Retry-After)
+Timeout            504
+InvalidInput       400
+NotFound           500 (the view names an entry the worker does not export: misconfiguration)
+InternalError      500
+ProtocolError      500
+Cancelled          499 (nginx's "client closed request"; only seen if the worker cancels a
+                   call on its own, e.g. when it is shutting down)
+=================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
+
+from ._client import MoltClient
+from ._codecs import get_codec
+from ._config import ClientConfig
+from ._exceptions import Busy, MoltError
+from ._hooks import Hooks, JsonlMetrics
+
+__all__ = ["molt_offload", "get_client", "close_clients", "error_response", "STATUS_CODES"]
+
+logger = logging.getLogger("molt_accel")
+
+#: HTTP status for each error kind (Busy: see the ``BUSY_STATUS`` setting).
+STATUS_CODES: Mapping[str, int] = {
+    "WorkerUnavailable": 503,
+    "Busy": 429,
+    "Timeout": 504,
+    "InvalidInput": 400,
+    "NotFound": 500,
+    "InternalError": 500,
+    "ProtocolError": 500,
+    "Cancelled": 499,
+}
+_RETRY_AFTER_STATUSES = (429, 503)
+_METRICS_ENV = "MOLT_DEMO_METRICS_PATH"
+_DJANGO_ONLY_KEYS = {"BUSY_STATUS", "RETRY_AFTER_S", "METRICS_PATH"}
+_CLIENT_KEYS = {field.name.upper() for field in dataclasses.fields(ClientConfig)}
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    client: ClientConfig
+    busy_status: int
+    retry_after_s: int
+    metrics_path: str | None
+
+    @classmethod
+    def load(cls) -> _Settings:
+        raw = getattr(settings, "MOLT_ACCEL", {})
+        if not isinstance(raw, Mapping):
+            raise ImproperlyConfigured("MOLT_ACCEL must be a dict")
+        unknown = set(raw) - _CLIENT_KEYS - _DJANGO_ONLY_KEYS
+        if unknown:
+            allowed = ", ".join(sorted(_CLIENT_KEYS | _DJANGO_ONLY_KEYS))
+            raise ImproperlyConfigured(f"MOLT_ACCEL has unknown keys {sorted(unknown)}; allowed: {allowed}")
+        busy_status = raw.get("BUSY_STATUS", 429)
+        if busy_status not in (429, 503):
+            raise ImproperlyConfigured("MOLT_ACCEL['BUSY_STATUS'] must be 429 or 503")
+        retry_after_s = raw.get("RETRY_AFTER_S", 1)
+        if not isinstance(retry_after_s, int) or retry_after_s < 0:
+            raise ImproperlyConfigured("MOLT_ACCEL['RETRY_AFTER_S'] must be a non-negative integer")
+        try:
+            client = ClientConfig.from_settings({k: v for k, v in raw.items() if k in _CLIENT_KEYS})
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"MOLT_ACCEL: {exc}") from None
+        metrics_path = raw.get("METRICS_PATH") or os.environ.get(_METRICS_ENV) or None
+        return cls(client, busy_status, retry_after_s, metrics_path)
+
+
+class _ProcessClients:
+    """The clients of this process, one per transport, created lazily; replaced wholesale in
+    a forked child (see ``_after_fork_in_child``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.settings: _Settings | None = None
+        self.clients: dict[str, MoltClient] = {}
+        self.metrics: JsonlMetrics | None = None
+
+
+_state = _ProcessClients()
+
+
+def _current_settings() -> _Settings:
+    state = _state
+    loaded = state.settings
+    if loaded is None:
+        with state.lock:
+            if state.settings is None:
+                state.settings = _Settings.load()
+            loaded = state.settings
+    return loaded
+
+
+def get_client(transport: str | None = None) -> MoltClient:
+    """This process's client for ``transport`` (default: the ``TRANSPORT`` setting)."""
+    conf = _current_settings()
+    name = transport or conf.client.transport
+    state = _state
+    client = state.clients.get(name)
+    if client is not None:
+        return client
+    with state.lock:
+        client = state.clients.get(name)
+        if client is None:
+            hooks: list[Hooks] = []
+            if conf.metrics_path is not None:
+                if state.metrics is None:
+                    state.metrics = JsonlMetrics(conf.metrics_path)
+                hooks.append(Hooks(after_recv=state.metrics))
+            try:
+                config = dataclasses.replace(conf.client, transport=name)
+                client = MoltClient.from_config(config, hooks=hooks)
+            except ValueError as exc:
+                raise ImproperlyConfigured(f"MOLT_ACCEL: {exc}") from None
+            state.clients[name] = client
+    return client
+
+
+def close_clients() -> None:
+    """Closes this process's clients (their workers stop); the next call creates new ones.
+    Runs at interpreter exit and when ``MOLT_ACCEL`` is changed by ``override_settings``."""
+    state = _state
+    with state.lock:
+        clients = list(state.clients.values())
+        state.clients.clear()
+        state.settings = None
+        metrics, state.metrics = state.metrics, None
+    for client in clients:
+        client.close()
+    if metrics is not None:
+        metrics.close()
+
+
+def error_response(error: MoltError) -> JsonResponse:
+    """The JSON response for a failed call (see the module docstring for the mapping)."""
+    conf = _current_settings()
+    status = conf.busy_status if isinstance(error, Busy) else STATUS_CODES.get(error.status, 500)
+    response = JsonResponse({"error": {"code": error.status, "message": error.safe_message}}, status=status)
+    if status in _RETRY_AFTER_STATUSES:
+        response["Retry-After"] = str(conf.retry_after_s)
+    return response
+
+
+def _result_response(result: Any) -> HttpResponse:
+    if isinstance(result, (bytes, bytearray)):
+        return HttpResponse(bytes(result), content_type="application/octet-stream")
+    return JsonResponse(result, safe=isinstance(result, dict))
+
+
+def _log_failure(entry: str, error: MoltError) -> None:
+    level = logging.WARNING if STATUS_CODES.get(error.status, 500) >= 500 else logging.INFO
+    logger.log(level, "molt_offload %s: %s: %s", entry, error.status, error.safe_message)
+
+
+def molt_offload(
+    *,
+    entry: str,
+    codec: str = "msgpack",
+    timeout_ms: int | None = None,
+    transport: str | None = None,
+    payload: Callable[..., Any] | None = None,
+    idempotent: bool = False,
+) -> Callable[[View], View]:
+    """Runs a view's work in the worker: the view (or ``payload``) builds the payload from
+    the request, the decorator calls ``entry`` with it and returns a ``JsonResponse`` of the
+    result, or the error response of the module docstring.
+
+    Works on sync and async views. The decorated view returns the payload (an
+    ``HttpResponse`` it returns instead is passed through untouched, e.g. a validation error);
+    with ``payload=callable`` that callable, called like the view, builds it and the view's
+    body is not used. ``timeout_ms`` defaults to the ``TIMEOUT_MS`` setting, ``transport`` to
+    ``TRANSPORT``. In an async view, a client that disconnects cancels the call in the worker.
+
+    >>> @molt_offload(entry="list_items", timeout_ms=250)  # doctest: +SKIP
+    ... def items(request):
+    ...     return {"user_id": int(request.GET["user_id"])}
+    """
+    get_codec(codec)  # an unknown codec is a mistake in the decorator: fail at import time
+
+    def decorate(view: View) -> View:
+        build = payload if payload is not None else view
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def offload_async(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+                body = build(request, *args, **kwargs)
+                if inspect.isawaitable(body):
+                    body = await body
+                if isinstance(body, HttpResponseBase):
+                    return body
+                client = get_client(transport)
+                try:
+                    result = await client.acall(entry, body, timeout_ms=timeout_ms, codec=codec, idempotent=idempotent)
+                except MoltError as error:
+                    _log_failure(entry, error)
+                    return error_response(error)
+                return _result_response(result)
+
+            return offload_async  # type: ignore[return-value]
+
+        if payload is not None and iscoroutinefunction(payload):
+            raise TypeError("an async payload builder needs an async view")
+
+        @functools.wraps(view)
+        def offload(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            body = build(request, *args, **kwargs)
+            if isinstance(body, HttpResponseBase):
+                return body
+            client = get_client(transport)
+            try:
+                result = client.call(entry, body, timeout_ms=timeout_ms, codec=codec, idempotent=idempotent)
+            except MoltError as error:
+                _log_failure(entry, error)
+                return error_response(error)
+            return _result_response(result)
+
+        return offload  # type: ignore[return-value]
+
+    return decorate
+
+
+def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == "MOLT_ACCEL":
+        close_clients()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's clients drop their workers by themselves (MoltClient's own fork hook);
+    # replacing the state also replaces a lock another thread may have held at fork time.
+    global _state
+    _state = _ProcessClients()
+
+
+setting_changed.connect(_on_setting_changed)
+atexit.register(close_clients)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,21 @@
+"""A minimal Django project for the decorator tests: no database, no apps, the test worker."""
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+SECRET_KEY = "molt-accel-tests-only"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "djangoapp.urls"
+INSTALLED_APPS: list[str] = []
+MIDDLEWARE: list[str] = []
+DATABASES: dict[str, dict[str, str]] = {}
+USE_TZ = True
+
+MOLT_ACCEL = {
+    "WORKER_CMD": [os.environ.get("MOLT_WORKER_BIN") or str(REPO / "target" / "debug" / "molt_worker")],
+    "EXPORTS": str(REPO / "molt_exports.test.json"),
+    "TIMEOUT_MS": 5000,
+}
