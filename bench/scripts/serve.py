@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from procstat import descendants, process_name
 
@@ -84,7 +85,7 @@ class DemoServer:
         self.socket_path: Path | None = None
         self._private_dir: Path | None = None
         self._children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self._log_files: list[object] = []
+        self._log_files: list[IO[bytes]] = []
         self.worker_process: subprocess.Popen[bytes] | None = None
         self.gunicorn_process: subprocess.Popen[bytes] | None = None
         self.uvicorn_process: subprocess.Popen[bytes] | None = None
@@ -153,7 +154,10 @@ class DemoServer:
 
     def stop(self) -> None:
         """Stops every child and whatever they spawned; removes the private directory."""
-        spawned = set(descendants(child.pid for _, child in self._children if child.poll() is None))
+        spawned = {
+            pid: process_name(pid)
+            for pid in descendants(child.pid for _, child in self._children if child.poll() is None)
+        }
         for _, child in reversed(self._children):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGTERM)
@@ -166,14 +170,15 @@ class DemoServer:
                     os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
         # Workers spawned by Django processes live in their parent's process group and got the
-        # signal with it; anything that moved elsewhere is ended here by its recorded pid.
-        for pid in spawned:
-            if process_name(pid):
+        # signal with it; anything that moved elsewhere is ended here by its recorded pid, if
+        # that pid still names the same program (not a new process that reused the number).
+        for pid, name in spawned.items():
+            if name and process_name(pid) == name:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self._children.clear()
         for log_file in self._log_files:
-            log_file.close()  # type: ignore[attr-defined]
+            log_file.close()
         self._log_files.clear()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
@@ -234,19 +239,17 @@ class DemoServer:
         return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        output: IO[bytes] | None = None
         if self.log_dir is not None:
-            log_file = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-            self._log_files.append(log_file)
-            output: object = log_file
-        else:
-            output = None
+            output = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._log_files.append(output)
         process = subprocess.Popen(
             argv,
             env=env,
             cwd=DJANGO_DIR,
             stdin=subprocess.DEVNULL,
-            stdout=output,  # type: ignore[arg-type]
-            stderr=output,  # type: ignore[arg-type]
+            stdout=output,
+            stderr=output,
             start_new_session=True,
         )
         self._children.append((name, process))
