@@ -3,9 +3,13 @@
 //! dependency tree for little gain.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use molt_ipc_ring::frame::{DEFAULT_MAX_FRAME_BYTES, HEADER_LEN};
+
+use crate::metrics::MetricsConfig;
 
 /// Usage text printed by `--help` and after a usage error.
 pub const USAGE: &str = "\
@@ -19,6 +23,12 @@ options:
   --max-queue N             admission queue length; a full queue answers Busy (default 64)
   --max-frame-bytes N       largest frame accepted, header included (default 16777216)
   --compute-threads N       threads running non-inline entries (default: number of cores)
+
+metrics (docs/operations.md):
+  --metrics-dir DIR         append HdrHistogram interval logs (.hlog) to a file in DIR
+  --metrics-interval SECS   seconds between logged intervals (default 10); SIGUSR1 logs one now
+  --metrics-listen ADDR     serve GET /metrics (Prometheus text) on a loopback ADDR:PORT
+  --no-metrics              record nothing (to measure what recording costs)
   -h, --help                this text
 
 Logs go to stderr; RUST_LOG sets the level (error, warn, info, debug, trace; default info).";
@@ -31,7 +41,7 @@ pub enum Transport {
 }
 
 /// Everything the command line sets.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// How clients reach the worker.
     pub transport: Transport,
@@ -43,10 +53,14 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Threads running non-inline entries.
     pub compute_threads: usize,
+    /// What is recorded and where it is logged.
+    pub metrics: MetricsConfig,
+    /// Loopback address serving `GET /metrics`, if any.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What the command line asked for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Command {
     /// Run the worker.
     Run(Config),
@@ -77,6 +91,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut max_queue = 64;
     let mut max_frame_bytes = DEFAULT_MAX_FRAME_BYTES;
     let mut compute_threads = None;
+    let mut metrics = MetricsConfig {
+        record: true,
+        dir: None,
+        interval: Duration::from_secs(10),
+    };
+    let mut metrics_listen = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline_value) = match arg.split_once('=') {
@@ -108,6 +128,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             "--compute-threads" => {
                 compute_threads = Some(positive("--compute-threads", &value("--compute-threads")?)?)
             }
+            "--metrics-dir" => metrics.dir = Some(PathBuf::from(value("--metrics-dir")?)),
+            "--metrics-interval" => metrics.interval = interval(&value("--metrics-interval")?)?,
+            "--metrics-listen" => metrics_listen = Some(loopback(&value("--metrics-listen")?)?),
+            "--no-metrics" => metrics.record = false,
             other => return Err(usage_error(format!("unknown argument: {other}"))),
         }
     }
@@ -115,13 +139,43 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let exports = exports.ok_or_else(|| usage_error("--exports PATH is required"))?;
     let compute_threads = compute_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()));
+    if !metrics.record && (metrics.dir.is_some() || metrics_listen.is_some()) {
+        return Err(usage_error(
+            "--no-metrics records nothing to log or serve: drop --metrics-dir and --metrics-listen",
+        ));
+    }
     Ok(Command::Run(Config {
         transport,
         exports,
         max_queue,
         max_frame_bytes,
         compute_threads,
+        metrics,
+        metrics_listen,
     }))
+}
+
+/// A logging interval: seconds, fractions allowed, from 0.1 s to a day.
+fn interval(value: &str) -> Result<Duration, UsageError> {
+    match value.parse::<f64>() {
+        Ok(secs) if (0.1..=86_400.0).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(usage_error(format!(
+            "--metrics-interval takes seconds between 0.1 and 86400, got {value:?}"
+        ))),
+    }
+}
+
+/// A loopback socket address: the endpoint has no authentication, so it never faces a network.
+fn loopback(value: &str) -> Result<SocketAddr, UsageError> {
+    let addr: SocketAddr = value.parse().map_err(|_| {
+        usage_error(format!("--metrics-listen takes IP:PORT, got {value:?}"))
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(usage_error(format!(
+            "--metrics-listen must be a loopback address (127.0.0.1 or [::1]), got {addr}"
+        )));
+    }
+    Ok(addr)
 }
 
 fn set_transport(slot: &mut Option<Transport>, transport: Transport) -> Result<(), UsageError> {
@@ -191,6 +245,54 @@ mod tests {
         assert!(parse(args("--stdio --exports m --max-queue 0")).is_err());
         assert!(parse(args("--stdio --exports m --compute-threads x")).is_err());
         assert!(parse(args("--stdio --exports m --max-frame-bytes 10")).is_err());
+    }
+
+    #[test]
+    fn metrics_default_to_recording_without_a_log_or_a_port() {
+        let Command::Run(config) = parse(args("--stdio --exports m.json")).unwrap() else {
+            panic!("not run")
+        };
+        assert!(config.metrics.record);
+        assert_eq!(config.metrics.dir, None);
+        assert_eq!(config.metrics.interval, Duration::from_secs(10));
+        assert_eq!(config.metrics_listen, None);
+    }
+
+    #[test]
+    fn metrics_flags_parse() {
+        let Command::Run(config) = parse(args(
+            "--stdio --exports m --metrics-dir /tmp/m --metrics-interval 0.5 --metrics-listen 127.0.0.1:9464",
+        ))
+        .unwrap() else {
+            panic!("not run")
+        };
+        assert_eq!(config.metrics.dir, Some(PathBuf::from("/tmp/m")));
+        assert_eq!(config.metrics.interval, Duration::from_millis(500));
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(parse(args("--stdio --exports m --metrics-listen [::1]:0")).is_ok());
+    }
+
+    #[test]
+    fn a_non_loopback_metrics_address_is_refused() {
+        for addr in ["0.0.0.0:9464", "192.168.1.2:9464", "[::]:9464", "localhost:9464"] {
+            let line = format!("--stdio --exports m --metrics-listen {addr}");
+            assert!(parse(args(&line)).is_err(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn bad_metrics_intervals_are_refused() {
+        for secs in ["0", "0.01", "-1", "x", "1e9"] {
+            let line = format!("--stdio --exports m --metrics-interval {secs}");
+            assert!(parse(args(&line)).is_err(), "{secs}");
+        }
+    }
+
+    #[test]
+    fn no_metrics_excludes_logging_and_serving_them() {
+        assert!(parse(args("--stdio --exports m --no-metrics")).is_ok());
+        assert!(parse(args("--stdio --exports m --no-metrics --metrics-dir d")).is_err());
+        assert!(parse(args("--stdio --exports m --no-metrics --metrics-listen 127.0.0.1:1")).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod clock;
 mod config;
 mod dispatcher;
 mod logging;
+mod metrics;
 mod observe;
 mod transport;
 
@@ -18,9 +19,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use config::{Command, Config, Transport};
-use dispatcher::{Dispatcher, Limits};
+use dispatcher::{Dispatcher, Limits, ReplyObserver};
 use entries::Entry;
 use manifest::{EntryOptions, Manifest};
+use metrics::entry::MetricsEntry;
+use metrics::WorkerMetrics;
 use transport::stdio::Stdio;
 use transport::Ended;
 
@@ -49,7 +52,17 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
-    let enabled = enabled_entries(config)?;
+    let mut enabled = enabled_entries(config)?;
+    let names = enabled
+        .iter()
+        .map(|(entry, _)| entry.name())
+        .chain([metrics::entry::NAME])
+        .collect();
+    let metrics = WorkerMetrics::start(&config.metrics, names, config.max_queue)?;
+    if let Some(path) = metrics.log_path() {
+        log::info!("metrics: interval log {}", path.display());
+    }
+    enabled.push(MetricsEntry::enabled(Arc::clone(&metrics)));
     // One runtime thread: it only drives timers and signals; entries run on the compute pool.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -62,7 +75,17 @@ fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
         compute_threads: config.compute_threads,
         max_frame_bytes: config.max_frame_bytes,
     };
-    let dispatcher = Dispatcher::start(enabled, limits, runtime.handle().clone(), Box::new(observe::TraceReplies))?;
+    let observer: Box<dyn ReplyObserver> = if config.metrics.record {
+        Box::new(observe::Tee(observe::TraceReplies, Arc::clone(&metrics)))
+    } else {
+        Box::new(observe::TraceReplies)
+    };
+    let dispatcher = Dispatcher::start(enabled, limits, runtime.handle().clone(), observer)?;
+    let queue = Arc::downgrade(&dispatcher);
+    metrics.watch_queue_depth(Box::new(move || {
+        queue.upgrade().map_or(0, |dispatcher| dispatcher.queue_depth())
+    }));
+    serve_metrics(config, &runtime, &metrics)?;
     log::info!(
         "ready: max_queue={} compute_threads={} max_frame_bytes={}",
         limits.max_queue,
@@ -77,10 +100,12 @@ fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
             };
             let on_terminate = Arc::clone(&stdio);
+            let metrics_at_exit = Arc::clone(&metrics);
             runtime.spawn(async move {
                 if terminate.recv().await.is_some() {
                     log::info!("SIGTERM: cancelling calls in flight and exiting");
                     on_terminate.finish();
+                    metrics_at_exit.finish();
                     // The reader thread is blocked in read(2) on stdin; the process ends here.
                     std::process::exit(0);
                 }
@@ -89,7 +114,33 @@ fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
         }
     };
     dispatcher.stop();
+    metrics.finish();
     Ok(ended)
+}
+
+/// SIGUSR1 logs an interval now; `--metrics-listen` serves `GET /metrics`. Binds before
+/// returning, so a taken or refused port fails start-up.
+fn serve_metrics(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+    metrics: &Arc<WorkerMetrics>,
+) -> std::io::Result<()> {
+    let _context = runtime.enter();
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    let on_usr1 = Arc::clone(metrics);
+    runtime.spawn(async move {
+        while usr1.recv().await.is_some() {
+            if !on_usr1.request_dump() {
+                log::info!("SIGUSR1: no --metrics-dir, so there is no interval log to write");
+            }
+        }
+    });
+    if let Some(addr) = config.metrics_listen {
+        let listener = metrics::http::bind(addr)?;
+        log::info!("metrics: serving GET /metrics on http://{}", listener.local_addr()?);
+        runtime.spawn(metrics::http::serve(listener, Arc::clone(metrics)));
+    }
+    Ok(())
 }
 
 /// An entry the manifest enables, with its options.

@@ -1,4 +1,5 @@
-//! What the worker does with each reply besides sending it: for now, a trace line.
+//! What the worker does with each reply besides sending it: a trace line, and whatever else
+//! is chained after it with [`Tee`] (the metrics recorder).
 
 use molt_ipc_ring::frame::Status;
 
@@ -16,5 +17,15 @@ impl ReplyObserver for TraceReplies {
             timings.exec.as_nanos(),
             timings.queue_depth
         );
+    }
+}
+
+/// Two observers, each seeing every reply, the first one first.
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: ReplyObserver, B: ReplyObserver> ReplyObserver for Tee<A, B> {
+    fn on_reply(&self, entry: usize, name: &'static str, status: Status, timings: &Timings) {
+        self.0.on_reply(entry, name, status, timings);
+        self.1.on_reply(entry, name, status, timings);
     }
 }

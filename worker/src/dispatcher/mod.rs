@@ -194,6 +194,11 @@ impl Dispatcher {
         }
     }
 
+    /// Calls waiting in the admission queue now.
+    pub fn queue_depth(&self) -> u32 {
+        self.queue.depth()
+    }
+
     fn find(&self, name: &str) -> Option<usize> {
         // A handful of entries: a linear scan of short names beats hashing.
         self.entries
