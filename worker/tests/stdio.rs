@@ -583,3 +583,54 @@ fn a_manifest_naming_an_unknown_entry_is_refused_with_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("unknown entry \"ecko\""), "{stderr}");
 }
+
+#[test]
+fn a_client_that_reads_late_gets_every_reply_in_order() {
+    // Driven by hand: the helper's reader thread would read stdout at once.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker"))
+        .arg("--stdio")
+        .arg("--exports")
+        .arg(repo_file("molt_exports.test.json"))
+        .args(["--max-frame-bytes", "1048576"])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start molt_worker");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // More unread replies than the worker buffers (4 MiB with 1 MiB frames) plus the pipe
+    // holds, so its reader has to wait for the writer instead of piling replies up.
+    let calls: u64 = 100;
+    let payload_len = 64 << 10;
+    let sender = std::thread::spawn(move || {
+        let payload = vec![0x5a; payload_len];
+        for id in 1..=calls {
+            let bytes = Frame::call(id, "echo", Codec::Raw, &payload).encode_to_vec();
+            stdin
+                .write_all(&(bytes.len() as u32).to_le_bytes())
+                .unwrap();
+            stdin.write_all(&bytes).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for id in 1..=calls {
+        let mut prefix = [0u8; 4];
+        stdout.read_exact(&mut prefix).unwrap();
+        let mut bytes = vec![0u8; u32::from_le_bytes(prefix) as usize];
+        stdout.read_exact(&mut bytes).unwrap();
+        let reply = frame::decode(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        assert_eq!((reply.request_id, reply.status), (id, Status::Ok));
+        assert_eq!(reply.payload.len(), payload_len);
+    }
+    sender.join().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < HANG_BOUND,
+            "molt_worker did not exit at EOF"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.wait().unwrap().success());
+}

@@ -4,7 +4,9 @@
 //! A reader thread reads a frame and hands it to the dispatcher, so inline entries answer
 //! without any thread hop on the way in. Replies are appended to one shared buffer; a writer
 //! thread writes whatever has gathered in one `write` and sleeps when there is nothing left,
-//! so a lone reply goes out at once and a burst goes out in few syscalls.
+//! so a lone reply goes out at once and a burst goes out in few syscalls. A client that
+//! sends without reading stalls the reader once its unread replies pass a limit, instead of
+//! letting them pile up in memory.
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Write};
@@ -16,6 +18,10 @@ use molt_ipc_ring::frame::{self, DecodeError, Frame, HEADER_LEN};
 
 use super::Ended;
 use crate::dispatcher::{Connection, Dispatcher, ReplySink};
+
+/// Unread replies (bytes) beyond which the reader stops reading calls until the writer has
+/// caught up: the larger of this and `--max-frame-bytes`.
+const MIN_PENDING_REPLY_BYTES: usize = 4 << 20;
 
 /// Size of the reader's buffer: many small frames per `read`.
 const READ_BUFFER_BYTES: usize = 64 << 10;
@@ -37,7 +43,9 @@ impl Stdio {
         // Our own handles on fds 0 and 1: std's Stdout is line-buffered, which would split
         // binary frames at every 0x0a byte, and Stdin adds a second buffer of its own.
         let stdout = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-        let replies = Arc::new(ReplyBuffer::default());
+        let replies = Arc::new(ReplyBuffer::new(
+            max_frame_bytes.max(MIN_PENDING_REPLY_BYTES),
+        ));
         let writer = {
             let replies = Arc::clone(&replies);
             std::thread::Builder::new()
@@ -58,7 +66,8 @@ impl Stdio {
     pub fn run(&self) -> std::io::Result<Ended> {
         let stdin = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
         let input = BufReader::with_capacity(READ_BUFFER_BYTES, stdin);
-        let ended = match read_frames(input, &self.connection, self.max_frame_bytes) {
+        let ended = match read_frames(input, &self.connection, &self.replies, self.max_frame_bytes)
+        {
             Ok(()) => {
                 log::debug!("stdin closed; cancelling calls in flight");
                 Ended::Cleanly
@@ -115,6 +124,7 @@ impl std::fmt::Display for StreamError {
 fn read_frames(
     mut input: impl Read,
     connection: &Connection,
+    replies: &ReplyBuffer,
     max_frame_bytes: usize,
 ) -> Result<(), StreamError> {
     let mut frame_buf = Vec::new();
@@ -148,6 +158,7 @@ fn read_frames(
             }
         }
         read_exactly(&mut input, &mut frame_buf[head..])?;
+        replies.wait_for_room();
         connection.submit(&frame_buf).map_err(StreamError::Frame)?;
     }
 }
@@ -178,10 +189,14 @@ fn read_exactly(input: &mut impl Read, buf: &mut [u8]) -> Result<(), StreamError
 }
 
 /// Replies waiting for the writer thread, already length-prefixed and encoded.
-#[derive(Default)]
 struct ReplyBuffer {
     state: Mutex<Pending>,
+    /// Signalled when replies arrive in an empty buffer, and on close.
     ready: Condvar,
+    /// Signalled when the writer takes a batch, and on close.
+    drained: Condvar,
+    /// See [`MIN_PENDING_REPLY_BYTES`].
+    pending_limit: usize,
 }
 
 #[derive(Default)]
@@ -192,6 +207,29 @@ struct Pending {
 }
 
 impl ReplyBuffer {
+    fn new(pending_limit: usize) -> Self {
+        Self {
+            state: Mutex::new(Pending::default()),
+            ready: Condvar::new(),
+            drained: Condvar::new(),
+            pending_limit,
+        }
+    }
+
+    /// Waits while more than the limit of replies is unread: the client is not reading.
+    fn wait_for_room(&self) {
+        let mut pending = self.lock();
+        if pending.bytes.len() >= self.pending_limit && !pending.closed {
+            log::debug!("the client is not reading its replies; pausing input");
+        }
+        while pending.bytes.len() >= self.pending_limit && !pending.closed {
+            pending = self
+                .drained
+                .wait(pending)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // Nothing panics under this lock; recover rather than lose replies if it ever did.
         self.state
@@ -202,6 +240,7 @@ impl ReplyBuffer {
     fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_one();
+        self.drained.notify_all();
     }
 
     fn write_until_closed(&self, mut out: File) {
@@ -221,12 +260,19 @@ impl ReplyBuffer {
                 // Swap, so the next replies gather in the spare buffer while this batch is written.
                 std::mem::swap(&mut pending.bytes, &mut batch);
             }
+            // The reader waits only on a buffer at the limit, which is what was just taken;
+            // checking spares the common case a futex wake per batch.
+            if batch.len() >= self.pending_limit {
+                self.drained.notify_all();
+            }
             if let Err(err) = out.write_all(&batch) {
                 log::error!("cannot write replies to stdout: {err}");
                 // The reader still sees EOF and ends the run; until then replies are dropped.
                 let mut pending = self.lock();
                 pending.closed = true;
                 pending.bytes = Vec::new();
+                drop(pending);
+                self.drained.notify_all();
                 return;
             }
             batch.clear();
