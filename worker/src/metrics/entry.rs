@@ -4,8 +4,10 @@
 //! Always enabled, whatever the exports manifest says (which cannot name it): the text holds
 //! entry names, counts and latencies, nothing a client that may call the worker could not
 //! learn by calling it. It runs on the compute pool, not inline, because rendering walks every
-//! histogram (tens to hundreds of microseconds) and must not hold up the transport's reader;
-//! its concurrency limit of one keeps scrapes from crowding out real calls.
+//! histogram (tens to hundreds of microseconds) and must not hold up the transport's reader.
+//! It has no concurrency limit of its own: a limit's slot is released only after the reply is
+//! sent, so a scraper calling again at once could be answered Busy; the admission queue
+//! bounds scrapes like any other call.
 
 use std::sync::Arc;
 
@@ -24,12 +26,12 @@ pub struct MetricsEntry {
 }
 
 impl MetricsEntry {
-    /// The entry and its fixed options: at most one scrape at a time, 5 s default deadline.
+    /// The entry and its fixed options: a 5 s default deadline, safe to retry.
     pub fn enabled(metrics: Arc<WorkerMetrics>) -> (Box<dyn Entry>, EntryOptions) {
         let options = EntryOptions {
             default_timeout_ms: Some(5_000),
             idempotent: true,
-            max_concurrency: Some(1),
+            max_concurrency: None,
         };
         (Box::new(Self { metrics }), options)
     }
@@ -75,7 +77,7 @@ mod tests {
         let metrics = WorkerMetrics::start(&config, vec!["echo", NAME], 4).unwrap();
         let (entry, options) = MetricsEntry::enabled(metrics);
         assert_eq!(entry.name(), "__metrics__");
-        assert_eq!(options.max_concurrency, Some(1));
+        assert!(options.idempotent);
         let text = String::from_utf8(call(entry.as_ref(), Codec::Raw).unwrap()).unwrap();
         assert!(text.contains("# TYPE molt_worker_replies_total counter"));
         assert!(text.contains("entry=\"__metrics__\""));

@@ -23,7 +23,43 @@ const LEGEND: &str =
     "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n";
 
 /// The writer of one log's interval lines.
-pub type LogWriter<'a, 'b> = IntervalLogWriter<'a, 'b, &'a File, V2DeflateSerializer>;
+pub type LogWriter<'a, 'b> = IntervalLogWriter<'a, 'b, WholeLines<'a>, V2DeflateSerializer>;
+
+/// Hands the file whole lines only, each in one `write`, so a reader tailing a live log
+/// never sees half an interval line (the log writer emits each line in several pieces).
+pub struct WholeLines<'f> {
+    file: &'f File,
+    pending: Vec<u8>,
+}
+
+impl<'f> WholeLines<'f> {
+    /// Whole-line writes to `file`.
+    pub fn new(file: &'f File) -> Self {
+        Self {
+            file,
+            pending: Vec::with_capacity(4 << 10),
+        }
+    }
+}
+
+impl Write for WholeLines<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let result = self.file.write_all(&self.pending[..=last_newline]);
+            // Dropped even on error: a line is written whole or not at all.
+            self.pending.drain(..=last_newline);
+            result?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.file.write_all(&self.pending);
+        self.pending.clear();
+        result
+    }
+}
 
 /// Creates `dir` if need be and, in it, a new log file for a run started at `started` by
 /// process `pid`. Never overwrites: a name already taken is an error.
@@ -72,14 +108,14 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// Writes the headers to `out` and returns the writer of the interval lines. `out` is a
-/// shared handle so the legend line can be written beside the crate's own headers.
+/// Writes the headers to `out` and returns the writer of the interval lines.
 pub fn begin<'a, 'b>(
-    out: &'a mut &'a File,
+    out: &'a mut WholeLines<'a>,
     serializer: &'b mut V2DeflateSerializer,
     started: SystemTime,
 ) -> io::Result<LogWriter<'a, 'b>> {
-    let mut legend_out: &File = out;
+    // The crate writes no legend; it goes straight to the file after the (whole) headers.
+    let mut legend_out: &File = out.file;
     let writer = IntervalLogWriterBuilder::new()
         .add_comment(&format!(
             "[Logged with molt_worker {}]",
@@ -126,6 +162,20 @@ mod tests {
     use molt_ipc_ring::frame::Status;
 
     #[test]
+    fn only_whole_lines_reach_the_file() {
+        let dir = std::env::temp_dir().join(format!("molt-hlog-lines-{}", std::process::id()));
+        let (path, file) = create(&dir, SystemTime::now(), 1).unwrap();
+        let mut lines = WholeLines::new(&file);
+        lines.write_all(b"Tag=a,1,").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        lines.write_all(b"2\nTag=b,").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"Tag=a,1,2\n");
+        lines.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"Tag=a,1,2\nTag=b,");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn file_names_carry_the_utc_start_and_the_pid() {
         let started = UNIX_EPOCH + Duration::from_millis(1_795_437_880_123);
         assert_eq!(
@@ -161,7 +211,7 @@ mod tests {
         }
         {
             let mut serializer = V2DeflateSerializer::new();
-            let mut out = &file;
+            let mut out = WholeLines::new(&file);
             let mut writer = begin(&mut out, &mut serializer, started).unwrap();
             write_interval(
                 &mut writer,

@@ -218,7 +218,7 @@ impl WorkerMetrics {
             .map(|path| path.to_string())
             .unwrap_or_default();
         let mut serializer = V2DeflateSerializer::new();
-        let mut out = file;
+        let mut out = hlog::WholeLines::new(file);
         let mut writer = match hlog::begin(&mut out, &mut serializer, started) {
             Ok(writer) => writer,
             Err(err) => {
