@@ -1,0 +1,4 @@
+#![no_main]
+//! The `compute` entry's payload decoding; see [`molt_fuzz::entry_call`].
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| molt_fuzz::entry_call("compute", data));
