@@ -407,6 +407,31 @@ fn the_manifest_concurrency_limit_answers_busy() {
 }
 
 #[test]
+fn a_client_calling_one_at_a_time_never_hits_a_concurrency_limit_of_one() {
+    let manifest = std::env::temp_dir().join(format!(
+        "molt_exports.sequential.{}.json",
+        std::process::id()
+    ));
+    std::fs::write(
+        &manifest,
+        r#"{"entries": {"sleep": {"max_concurrency": 1}}}"#,
+    )
+    .unwrap();
+    let mut worker = Worker::start(&manifest, &[]);
+    for id in 1..=50 {
+        worker.call(id, "sleep", Codec::Json, br#"{"ms": 0}"#);
+        let reply = worker.recv();
+        assert_eq!(
+            (reply.request_id, reply.status),
+            (id, Status::Ok),
+            "{}",
+            reply.message()
+        );
+    }
+    std::fs::remove_file(manifest).unwrap();
+}
+
+#[test]
 fn sleep_past_its_deadline_times_out() {
     let mut worker = Worker::test_manifest(&[]);
     let deadline = monotonic_now_ns() + 50_000_000;

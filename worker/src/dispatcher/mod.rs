@@ -241,20 +241,24 @@ impl Dispatcher {
 
     fn run_compute_thread(&self) {
         while let Some(call) = self.queue.pop() {
-            let enabled = &self.entries[call.entry];
-            self.run_pooled(enabled, &call);
-            enabled.release();
+            self.run_pooled(&self.entries[call.entry], &call);
         }
     }
 
+    /// Runs one admitted call and gives its concurrency slot back as soon as the entry is
+    /// done with it: before the reply goes out, so a client that sends its next call on
+    /// seeing the reply never finds the slot still taken. A call that timed out or was
+    /// cancelled while running keeps its slot until the entry actually returns.
     fn run_pooled(&self, enabled: &EnabledEntry, call: &PooledCall) {
         if call.has_replied() {
+            enabled.release();
             return;
         }
         if call
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
+            enabled.release();
             call.finish(Status::Timeout, Codec::Raw, TIMEOUT_MESSAGE.as_bytes());
             return;
         }
@@ -265,6 +269,7 @@ impl Dispatcher {
             cancel: &call.token,
         };
         let result = run_entry(enabled.entry.as_ref(), &ctx, call.request_id);
+        enabled.release();
         let (status, codec, payload) = self.outcome(&result, call.codec);
         call.finish(status, codec, payload);
     }
@@ -434,7 +439,6 @@ impl Connection {
         }
         if enabled.entry.runs_inline() {
             self.run_inline(enabled, index, frame, arrived, queue_depth);
-            enabled.release();
             return;
         }
         let call = Arc::new(PooledCall::new(
@@ -495,6 +499,8 @@ impl Connection {
             cancel: &dispatcher.never_cancelled,
         };
         let result = run_entry(enabled.entry.as_ref(), &ctx, frame.request_id);
+        // As for pooled calls: the slot is free before the reply goes out.
+        enabled.release();
         let timings = Timings {
             queue: started - arrived,
             exec: started.elapsed(),
