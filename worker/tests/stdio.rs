@@ -432,6 +432,21 @@ fn a_client_calling_one_at_a_time_never_hits_a_concurrency_limit_of_one() {
 }
 
 #[test]
+fn the_farthest_deadline_the_wire_allows_is_accepted() {
+    let mut worker = Worker::test_manifest(&[]);
+    worker.send(&Frame::call(1, "sleep", Codec::Json, br#"{"ms": 1}"#).with_deadline_ns(u64::MAX));
+    let reply = worker.recv();
+    assert_eq!(
+        (reply.request_id, reply.status),
+        (1, Status::Ok),
+        "{}",
+        reply.message()
+    );
+    let (status, _, _) = worker.finish();
+    assert!(status.success());
+}
+
+#[test]
 fn sleep_past_its_deadline_times_out() {
     let mut worker = Worker::test_manifest(&[]);
     let deadline = monotonic_now_ns() + 50_000_000;
