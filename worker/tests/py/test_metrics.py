@@ -1,0 +1,202 @@
+"""The worker's metrics read with the tools an operator would use: the `.hlog` files with the
+`hdrhistogram` package's HistogramLogReader, the Prometheus text (over --metrics-listen and
+through the `__metrics__` entry) with prometheus_client's parser.
+
+Like test_stdio_protocol.py this speaks protocol v1 with its own few lines of `struct`, so the
+worker is checked against docs/protocol.md rather than against the molt_accel client. The
+binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[3]
+WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN", REPO / "target" / "debug" / "molt_worker"))
+TEST_MANIFEST = REPO / "molt_exports.test.json"
+
+# A bound only a hung worker exceeds; never a timing assertion.
+HANG_BOUND_S = 20.0
+
+HEADER = struct.Struct("<4sBBBBIHHQQIIII")
+CALL = 1
+RAW, MSGPACK, JSON = 0, 1, 2
+OK, INVALID_INPUT = 0, 1
+SERIES = ("queue", "exec", "total", "queue_depth")
+
+
+class Worker:
+    """A worker on pipes, one call at a time; stderr lines are collected by a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(WORKER_BIN), "--stdio", "--exports", str(TEST_MANIFEST), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "RUST_LOG": "info"},
+        )
+        self.stderr_lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self.next_id = 1
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.put(line.decode(errors="replace"))
+
+    def call(self, entry: str, codec: int = RAW, payload: bytes = b"") -> tuple[int, int, bytes]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        request_id, self.next_id = self.next_id, self.next_id + 1
+        name = entry.encode()
+        frame = HEADER.pack(b"MOLT", 1, CALL, codec, 0, 0, len(name), 0, request_id, 0, 0, 0, 0,
+                            len(payload)) + name + payload
+        self.proc.stdin.write(struct.pack("<I", len(frame)) + frame)
+        self.proc.stdin.flush()
+        (length,) = struct.unpack("<I", self.proc.stdout.read(4))
+        reply = self.proc.stdout.read(length)
+        fields = HEADER.unpack_from(reply)
+        assert fields[8] == request_id
+        return fields[4], fields[3], reply[HEADER.size:]
+
+    def echo_calls(self, count: int) -> None:
+        for _ in range(count):
+            assert self.call("echo", RAW, bytes(64))[0] == OK
+
+    def stderr_line(self, needle: str) -> str:
+        deadline = time.monotonic() + HANG_BOUND_S
+        while True:
+            line = self.stderr_lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            if needle in line:
+                return line
+
+    def finish(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=HANG_BOUND_S)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=HANG_BOUND_S)
+
+
+@pytest.fixture
+def workers():
+    started: list[Worker] = []
+
+    def start(*args: str) -> Worker:
+        worker = Worker(*args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+def read_hlog(path: Path) -> tuple[Counter[str], int]:
+    """Total count per tag over every interval in the log, and the number of intervals."""
+    reader = HistogramLogReader(str(path), HdrHistogram(1, 2, 3))
+    counts: Counter[str] = Counter()
+    lines = 0
+    while (histogram := reader.get_next_interval_histogram()) is not None:
+        counts[histogram.get_tag()] += histogram.get_total_count()
+        lines += 1
+    return counts, lines
+
+
+def only_log(directory: Path) -> Path:
+    files = list(directory.iterdir())
+    assert len(files) == 1 and files[0].name.startswith("molt_worker-") and files[0].suffix == ".hlog"
+    return files[0]
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text, by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def labels(**pairs: str) -> frozenset[tuple[str, str]]:
+    return frozenset(pairs.items())
+
+
+def test_hlog_counts_equal_the_calls_made(workers, tmp_path: Path) -> None:
+    worker = workers("--metrics-dir", str(tmp_path), "--metrics-interval", "3600")
+    worker.echo_calls(500)
+    for user_id in range(1, 31):
+        status, _, _ = worker.call("list_items", JSON, b'{"user_id": %d}' % user_id)
+        assert status == OK
+    assert worker.finish() == 0
+
+    counts, _ = read_hlog(only_log(tmp_path))
+    for series in SERIES:
+        assert counts[f"echo.{series}"] == 500
+        assert counts[f"list_items.{series}"] == 30
+        assert counts[f"compute.{series}"] == 0
+
+
+def test_sigusr1_dumps_an_interval_the_reader_can_parse(workers, tmp_path: Path) -> None:
+    worker = workers("--metrics-dir", str(tmp_path), "--metrics-interval", "3600")
+    worker.stderr_line("ready")
+    worker.echo_calls(64)
+    worker.proc.send_signal(signal.SIGUSR1)
+    log = only_log(tmp_path)
+    deadline = time.monotonic() + HANG_BOUND_S
+    while read_hlog(log)[0]["echo.total"] != 64:
+        assert time.monotonic() < deadline, "no interval after SIGUSR1"
+        time.sleep(0.01)
+    assert worker.proc.poll() is None
+    worker.echo_calls(6)
+    assert worker.finish() == 0
+    counts, intervals = read_hlog(log)
+    assert counts["echo.total"] == 70
+    assert intervals == 2 * len(counts)
+
+
+def test_metrics_listen_serves_text_prometheus_client_parses(workers) -> None:
+    worker = workers("--metrics-listen", "127.0.0.1:0")
+    url = worker.stderr_line("serving GET /metrics on ").rsplit(" on ", 1)[1].strip() + "/metrics"
+    worker.echo_calls(25)
+    with urllib.request.urlopen(url, timeout=HANG_BOUND_S) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    found = samples(text)
+    assert found[("molt_worker_replies_total", labels(entry="echo", status="Ok"))] == 25
+    assert found[("molt_worker_total_seconds_count", labels(entry="echo"))] == 25
+    assert found[("molt_worker_total_seconds_bucket", labels(entry="echo", le="+Inf"))] == 25
+    assert found[("molt_worker_admission_queue_capacity", labels())] == 64
+    assert worker.finish() == 0
+
+
+def test_metrics_entry_returns_the_same_text_over_the_protocol(workers) -> None:
+    worker = workers()
+    worker.echo_calls(11)
+    status, codec, payload = worker.call("__metrics__", RAW)
+    assert (status, codec) == (OK, RAW)
+    found = samples(payload.decode())
+    assert found[("molt_worker_replies_total", labels(entry="echo", status="Ok"))] == 11
+    assert found[("molt_worker_exec_seconds_count", labels(entry="echo"))] == 11
+    kinds = {family.name: family.type for family in text_string_to_metric_families(payload.decode())}
+    assert kinds["molt_worker_replies"] == "counter"
+    assert kinds["molt_worker_total_seconds"] == "histogram"
+    assert kinds["molt_worker_admission_queue_depth"] == "gauge"
+    assert worker.call("__metrics__", MSGPACK)[0] == INVALID_INPUT
+    assert worker.finish() == 0
