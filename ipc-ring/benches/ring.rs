@@ -1,9 +1,8 @@
 //! Rust↔Rust figures for the shared-memory transport, on a real memfd segment:
 //!
-//! - `round_trip/spin`: a 64-byte request and its 64-byte echo through the two rings of one
-//!   segment, the echo thread waiting with the default spin window: the hot path.
-//! - `round_trip/sleep`: the same with no spin window on either side, so every message pays a
-//!   futex wake-up: the cold path.
+//! - `round_trip/spin_Nus`: a 64-byte request and its 64-byte echo through the two rings of
+//!   one segment, both sides waiting with a spin window of N µs; N = 0 means every message
+//!   pays a futex wake-up (the cold path).
 //! - `one_way`: records of 64 B and 1 KiB pushed by one thread and popped by another.
 //!
 //! `cargo bench -p molt-ipc-ring --bench ring`; see bench/ipc/README.md.
@@ -28,8 +27,16 @@ fn deadline() -> u64 {
 }
 
 /// Waits for and discards one record into `scratch`; false once the segment is closed.
-fn take(consumer: &mut Consumer, config: &WaitConfig, state: &SegmentState, scratch: &mut Vec<u8>) -> bool {
-    match consumer.wait(deadline(), config, || state.is_closed()).unwrap() {
+fn take(
+    consumer: &mut Consumer,
+    config: &WaitConfig,
+    state: &SegmentState,
+    scratch: &mut Vec<u8>,
+) -> bool {
+    match consumer
+        .wait(deadline(), config, || state.is_closed())
+        .unwrap()
+    {
         WaitOutcome::Ready => {}
         WaitOutcome::Closed => return false,
         WaitOutcome::TimedOut => panic!("no record within the hang guard"),
@@ -54,7 +61,12 @@ fn round_trip(c: &mut Criterion, name: &str, config: WaitConfig) {
     c.bench_function(name, |b| {
         b.iter(|| {
             client.requests.push(black_box(&request)).unwrap();
-            assert!(take(&mut client.responses, &config, &client.state, &mut scratch));
+            assert!(take(
+                &mut client.responses,
+                &config,
+                &client.state,
+                &mut scratch
+            ));
         })
     });
     client.state.close();
@@ -62,8 +74,12 @@ fn round_trip(c: &mut Criterion, name: &str, config: WaitConfig) {
 }
 
 fn round_trips(c: &mut Criterion) {
-    round_trip(c, "round_trip/spin", WaitConfig::default());
-    round_trip(c, "round_trip/sleep", WaitConfig { spin: Duration::ZERO, ..WaitConfig::default() });
+    // Zero spin pays a futex wake-up per message; the others show what spinning buys when
+    // the peer is (or is not) on the other core. WaitConfig::DEFAULT_SPIN comes from these.
+    for spin_us in [0, 5, 20, 50, 200] {
+        let config = WaitConfig { spin: Duration::from_micros(spin_us), ..WaitConfig::default() };
+        round_trip(c, &format!("round_trip/spin_{spin_us}us"), config);
+    }
 }
 
 fn one_way(c: &mut Criterion) {
@@ -77,7 +93,12 @@ fn one_way(c: &mut Criterion) {
                     let config = WaitConfig::default();
                     let mut scratch = Vec::new();
                     for _ in 0..iterations {
-                        assert!(take(&mut worker.requests, &config, &worker.state, &mut scratch));
+                        assert!(take(
+                            &mut worker.requests,
+                            &config,
+                            &worker.state,
+                            &mut scratch
+                        ));
                     }
                 });
                 let record = vec![3u8; size];

@@ -25,8 +25,14 @@ fn main() {
         eprintln!("usage: echo_server SOCKET_PATH [SPIN_MICROS]");
         std::process::exit(2);
     };
-    let spin_us = args.next().and_then(|s| s.parse().ok()).unwrap_or(WaitConfig::DEFAULT_SPIN.as_micros() as u64);
-    let wait = WaitConfig { spin: Duration::from_micros(spin_us), ..WaitConfig::default() };
+    let spin_us = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(WaitConfig::DEFAULT_SPIN.as_micros() as u64);
+    let wait = WaitConfig {
+        spin: Duration::from_micros(spin_us),
+        ..WaitConfig::default()
+    };
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).unwrap_or_else(|e| {
         eprintln!("echo_server: cannot listen: {e}");
@@ -104,7 +110,9 @@ fn answer(request: &[u8], segment: &mut WorkerSide, stream: &UnixStream) -> bool
             }
             // The client reads its replies one by one; a full response ring only lasts until
             // it catches up, unless it is gone.
-            Err(PushError::Full) if !segment.state.is_closed() && !peer_hung_up(stream).unwrap_or(true) => {
+            Err(PushError::Full)
+                if !segment.state.is_closed() && !peer_hung_up(stream).unwrap_or(true) =>
+            {
                 std::thread::sleep(Duration::from_micros(50))
             }
             Err(_) => return false,

@@ -63,7 +63,9 @@ impl fmt::Display for HandshakeError {
         match self {
             Self::Io(e) => write!(f, "control socket: {e}"),
             Self::ForeignPeer { uid } => write!(f, "peer runs as uid {uid}, not as this user"),
-            Self::PeerClosed => f.write_str("worker closed the control socket during the handshake"),
+            Self::PeerClosed => {
+                f.write_str("worker closed the control socket during the handshake")
+            }
             Self::BadHello => f.write_str("worker sent an unexpected handshake message"),
             Self::Attach(e) => e.fmt(f),
         }

@@ -215,7 +215,10 @@ impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Full => f.write_str("ring full"),
-            Self::TooLarge { len, max } => write!(f, "record of {len} bytes exceeds the ring's maximum of {max}"),
+            Self::TooLarge { len, max } => write!(
+                f,
+                "record of {len} bytes exceeds the ring's maximum of {max}"
+            ),
             Self::Corrupt(c) => c.fmt(f),
         }
     }
@@ -250,6 +253,11 @@ impl fmt::Display for PopError {
 impl std::error::Error for PopError {}
 
 /// The writing end of a ring.
+///
+/// ```
+/// let (mut producer, _consumer) = molt_ipc_ring::ring::with_capacity(64).unwrap();
+/// producer.push(b"record").unwrap();
+/// ```
 pub struct Producer {
     memory: RingMemory,
     /// Our position. Always in sync with the shared `tail`, which only we write; we never
@@ -261,6 +269,12 @@ pub struct Producer {
 }
 
 /// The reading end of a ring.
+///
+/// ```
+/// let (mut producer, mut consumer) = molt_ipc_ring::ring::with_capacity(64).unwrap();
+/// producer.push(b"record").unwrap();
+/// consumer.pop().unwrap().consume();
+/// ```
 pub struct Consumer {
     memory: RingMemory,
     /// Our position. Always in sync with the shared `head`, which only we write.
@@ -298,8 +312,16 @@ pub(crate) unsafe fn from_raw_parts(
 /// segment whose header check found them there).
 fn split(producer_memory: RingMemory, consumer_memory: RingMemory) -> (Producer, Consumer) {
     (
-        Producer { memory: producer_memory, tail: 0, cached_head: 0 },
-        Consumer { memory: consumer_memory, head: 0, cached_tail: 0 },
+        Producer {
+            memory: producer_memory,
+            tail: 0,
+            cached_head: 0,
+        },
+        Consumer {
+            memory: consumer_memory,
+            head: 0,
+            cached_tail: 0,
+        },
     )
 }
 
@@ -346,10 +368,16 @@ mod heap {
     }
 
     pub(super) fn new(capacity: usize) -> (Producer, Consumer) {
-        let layout = Layout::from_size_align(capacity, 128).expect("valid capacity is a small power of two");
+        let layout =
+            Layout::from_size_align(capacity, 128).expect("valid capacity is a small power of two");
         // SAFETY: the layout has a non-zero size (capacity >= MIN_CAPACITY).
-        let data = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap_or_else(|| handle_alloc_error(layout));
-        let ring = Arc::new(HeapRing { control: RingControl::new(), data, layout });
+        let data = NonNull::new(unsafe { alloc_zeroed(layout) })
+            .unwrap_or_else(|| handle_alloc_error(layout));
+        let ring = Arc::new(HeapRing {
+            control: RingControl::new(),
+            data,
+            layout,
+        });
         let control = NonNull::from(&ring.control);
         // SAFETY: `ring` owns both the control block (in the Arc, never moved) and `data`, and
         // is passed as the owner; this is the only endpoint pair for this memory.
@@ -365,7 +393,12 @@ mod heap {
         let control = Arc::new(RingControl::new());
         let pointer = NonNull::from(&*control);
         let data = SharedBytes::new_model(capacity);
-        let make = |data, owner: Arc<dyn Send + Sync>| RingMemory { control: pointer, data, capacity, _owner: owner };
+        let make = |data, owner: Arc<dyn Send + Sync>| RingMemory {
+            control: pointer,
+            data,
+            capacity,
+            _owner: owner,
+        };
         split(make(data.clone(), control.clone()), make(data, control))
     }
 }
@@ -409,7 +442,12 @@ impl Producer {
                 return Err(PushError::Full);
             }
         }
-        Ok(Reservation { producer: self, len, padding, written: 0 })
+        Ok(Reservation {
+            producer: self,
+            len,
+            padding,
+            written: 0,
+        })
     }
 
     /// Appends one record holding `record`, or fails without writing anything.
@@ -452,6 +490,14 @@ impl Producer {
 
 /// Room for one record, reserved by [`Producer::reserve`]. Dropping it without
 /// [`commit`](Self::commit) publishes nothing.
+///
+/// ```
+/// let (mut producer, mut consumer) = molt_ipc_ring::ring::with_capacity(64).unwrap();
+/// let mut slot = producer.reserve(2).unwrap();
+/// slot.write(b"ok");
+/// slot.commit();
+/// assert_eq!(consumer.pop().unwrap().len(), 2);
+/// ```
 pub struct Reservation<'a> {
     producer: &'a mut Producer,
     /// Record length; fits the free space checked by `reserve`.
@@ -476,8 +522,12 @@ impl Reservation<'_> {
     /// slot.commit();
     /// ```
     pub fn write(&mut self, bytes: &[u8]) {
-        assert!(bytes.len() <= self.len - self.written, "write beyond the reserved record length");
-        let start = self.producer.tail + self.padding + RECORD_HEADER_LEN as u64 + self.written as u64;
+        assert!(
+            bytes.len() <= self.len - self.written,
+            "write beyond the reserved record length"
+        );
+        let start =
+            self.producer.tail + self.padding + RECORD_HEADER_LEN as u64 + self.written as u64;
         let offset = (start & self.producer.memory.mask()) as usize;
         // SAFETY: the record, header included, lies within one stretch of the data area
         // (reserve placed it so it does not cross the end) and within free space that
@@ -552,13 +602,22 @@ impl Consumer {
                 }
                 KIND_FRAME => {
                     if len > max_record_len(self.memory.capacity) {
-                        return Err(PopError::Corrupt(Corrupt("record length exceeds the ring's maximum")));
+                        return Err(PopError::Corrupt(Corrupt(
+                            "record length exceeds the ring's maximum",
+                        )));
                     }
                     let size = record_size(len) as u64;
                     if size > available || size > to_end {
-                        return Err(PopError::Corrupt(Corrupt("record extends beyond published data")));
+                        return Err(PopError::Corrupt(Corrupt(
+                            "record extends beyond published data",
+                        )));
                     }
-                    return Ok(Record { consumer: self, offset: offset + RECORD_HEADER_LEN, len, size });
+                    return Ok(Record {
+                        consumer: self,
+                        offset: offset + RECORD_HEADER_LEN,
+                        len,
+                        size,
+                    });
                 }
                 _ => return Err(PopError::Corrupt(Corrupt("unknown record kind"))),
             }
@@ -596,7 +655,11 @@ impl Consumer {
     fn advance_head(&mut self, by: u64) {
         self.head += by;
         // Release: our reads of the freed bytes happen before the producer may reuse them.
-        self.memory.control().head.0.store(self.head, Ordering::Release);
+        self.memory
+            .control()
+            .head
+            .0
+            .store(self.head, Ordering::Release);
     }
 
     pub(crate) fn sleeping_word(&self) -> &FutexWord {
@@ -607,6 +670,16 @@ impl Consumer {
 /// A record at the front of the ring, still in place: the producer cannot overwrite it until
 /// [`consume`](Self::consume). The bytes are copied out, never lent, because the peer can
 /// rewrite shared memory at any moment; the copy is what the caller decodes.
+///
+/// ```
+/// let (mut producer, mut consumer) = molt_ipc_ring::ring::with_capacity(64).unwrap();
+/// producer.push(b"abc").unwrap();
+/// let record = consumer.pop().unwrap();
+/// let mut copy = Vec::new();
+/// record.append_to(&mut copy);
+/// record.consume();
+/// assert_eq!(copy, b"abc");
+/// ```
 pub struct Record<'a> {
     consumer: &'a mut Consumer,
     /// Offset of the first record byte in the data area; `offset + len` is within the area.

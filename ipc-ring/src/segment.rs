@@ -85,14 +85,24 @@ impl Default for SegmentConfig {
     /// 1 MiB each way: frames up to 512 KiB less 8 bytes. The pages of a memfd are only
     /// allocated when touched, so an idle connection costs far less.
     fn default() -> Self {
-        Self { request_capacity: 1 << 20, response_capacity: 1 << 20 }
+        Self {
+            request_capacity: 1 << 20,
+            response_capacity: 1 << 20,
+        }
     }
 }
 
 impl SegmentConfig {
     /// Checks both capacities with [`ring::is_valid_capacity`].
+    ///
+    /// ```
+    /// use molt_ipc_ring::segment::SegmentConfig;
+    /// assert!(SegmentConfig::default().validate().is_ok());
+    /// ```
     pub fn validate(&self) -> io::Result<()> {
-        if ring::is_valid_capacity(self.request_capacity) && ring::is_valid_capacity(self.response_capacity) {
+        if ring::is_valid_capacity(self.request_capacity)
+            && ring::is_valid_capacity(self.response_capacity)
+        {
             Ok(())
         } else {
             Err(io::Error::new(
@@ -169,11 +179,21 @@ impl RingPlace {
 
 impl Layout {
     fn for_config(config: &SegmentConfig) -> Self {
-        let request = RingPlace { offset: HEADER_LEN, capacity: config.request_capacity };
+        let request = RingPlace {
+            offset: HEADER_LEN,
+            capacity: config.request_capacity,
+        };
         let response_offset = align_up(request.end() as u64, RING_ALIGN) as usize;
-        let response = RingPlace { offset: response_offset, capacity: config.response_capacity };
+        let response = RingPlace {
+            offset: response_offset,
+            capacity: config.response_capacity,
+        };
         let len = align_up(response.end() as u64, page_size()) as usize;
-        Self { len, request, response }
+        Self {
+            len,
+            request,
+            response,
+        }
     }
 
     fn write_header(&self, header: &mut [u8]) {
@@ -192,8 +212,10 @@ impl Layout {
 
     /// Checks a header copy against the mapped length; every field is untrusted.
     fn parse(header: &[u8; HEADER_LEN], mapped_len: usize) -> Result<Self, AttachError> {
-        let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-        let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at =
+            |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at =
+            |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
         if header[0..8] != MAGIC {
             return Err(AttachError::BadMagic);
         }
@@ -208,26 +230,38 @@ impl Layout {
             return Err(AttachError::NotReady);
         }
         let place = |offset: u64, capacity: u64| -> Result<RingPlace, AttachError> {
-            let capacity = usize::try_from(capacity).map_err(|_| AttachError::BadRing("ring capacity too large"))?;
+            let capacity = usize::try_from(capacity)
+                .map_err(|_| AttachError::BadRing("ring capacity too large"))?;
             if !ring::is_valid_capacity(capacity) {
-                return Err(AttachError::BadRing("ring capacity not a power of two in range"));
+                return Err(AttachError::BadRing(
+                    "ring capacity not a power of two in range",
+                ));
             }
             if offset % RING_ALIGN != 0 || offset < HEADER_LEN as u64 {
-                return Err(AttachError::BadRing("ring offset misaligned or inside the header"));
+                return Err(AttachError::BadRing(
+                    "ring offset misaligned or inside the header",
+                ));
             }
             let end = offset.checked_add((CONTROL_LEN + capacity) as u64);
             if !matches!(end, Some(end) if end <= mapped_len as u64) {
                 return Err(AttachError::BadRing("ring extends beyond the segment"));
             }
             // offset < end <= mapped_len, which is a usize.
-            Ok(RingPlace { offset: offset as usize, capacity })
+            Ok(RingPlace {
+                offset: offset as usize,
+                capacity,
+            })
         };
         let request = place(u64_at(32), u64_at(40))?;
         let response = place(u64_at(48), u64_at(56))?;
         if request.offset < response.end() && response.offset < request.end() {
             return Err(AttachError::BadRing("rings overlap"));
         }
-        Ok(Self { len: mapped_len, request, response })
+        Ok(Self {
+            len: mapped_len,
+            request,
+            response,
+        })
     }
 }
 
@@ -261,7 +295,11 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    fn new(file: &File, len: usize, layout_of: impl FnOnce(&[u8; HEADER_LEN]) -> Result<Layout, AttachError>) -> Result<Arc<Self>, AttachError> {
+    fn new(
+        file: &File,
+        len: usize,
+        layout_of: impl FnOnce(&[u8; HEADER_LEN]) -> Result<Layout, AttachError>,
+    ) -> Result<Arc<Self>, AttachError> {
         // SAFETY: the memfd is sealed against shrinking (checked or set by the caller), so
         // the mapped pages cannot disappear under us; the memory is only accessed through
         // raw pointers and atomics, never through references that assume exclusivity.
@@ -272,7 +310,11 @@ impl Mapping {
         // `header` is private memory.
         unsafe { std::ptr::copy_nonoverlapping(base.as_ptr(), header.as_mut_ptr(), HEADER_LEN) };
         let layout = layout_of(&header)?;
-        Ok(Arc::new(Self { _map: map, base, layout }))
+        Ok(Arc::new(Self {
+            _map: map,
+            base,
+            layout,
+        }))
     }
 
     fn control(&self, place: RingPlace) -> NonNull<RingControl> {
@@ -296,11 +338,26 @@ impl Mapping {
         // SAFETY: control block and data area lie in the mapping that `self` keeps alive and
         // never moves; the head and tail are 0 (fresh, or checked on attach); each side builds
         // each ring once, and uses only the endpoint its role owns.
-        unsafe { ring::from_raw_parts(self.control(place), self.data(place), place.capacity, self.clone()) }
+        unsafe {
+            ring::from_raw_parts(
+                self.control(place),
+                self.data(place),
+                place.capacity,
+                self.clone(),
+            )
+        }
     }
 }
 
 /// The state word of a segment, shared by both sides: either side closes, both notice.
+///
+/// ```
+/// use molt_ipc_ring::segment::{ClientSide, SegmentConfig, WorkerSide};
+/// let (worker, file) = WorkerSide::create(&SegmentConfig::default()).unwrap();
+/// let client = ClientSide::attach(file).unwrap();
+/// client.state.close();
+/// assert!(worker.state.is_closed());
+/// ```
 pub struct SegmentState {
     mapping: Arc<Mapping>,
 }
@@ -340,7 +397,16 @@ impl SegmentState {
     }
 }
 
-/// The worker's endpoints: it consumes requests and produces responses.
+/// The worker's endpoints: it consumes requests and produces responses. Move `requests` and
+/// `responses` to different threads if that suits the server; each is single-threaded.
+///
+/// ```
+/// use molt_ipc_ring::segment::{ClientSide, SegmentConfig, WorkerSide};
+/// let (mut worker, file) = WorkerSide::create(&SegmentConfig::default()).unwrap();
+/// let mut client = ClientSide::attach(file).unwrap();
+/// worker.responses.push(b"unsolicited").unwrap();
+/// assert_eq!(client.responses.pop().unwrap().len(), 11);
+/// ```
 pub struct WorkerSide {
     /// Requests from the client.
     pub requests: Consumer,
@@ -372,14 +438,31 @@ impl WorkerSide {
         layout.write_header(&mut header);
         // SAFETY: the header lies in the fresh mapping, which no other process can see yet
         // (its descriptor has not been sent), so nothing reads or writes it concurrently.
-        unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), mapping.base.as_ptr(), HEADER_LEN) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(header.as_ptr(), mapping.base.as_ptr(), HEADER_LEN)
+        };
         let (_, requests) = mapping.ring(layout.request);
         let (responses, _) = mapping.ring(layout.response);
-        Ok((Self { requests, responses, state: SegmentState { mapping } }, file))
+        Ok((
+            Self {
+                requests,
+                responses,
+                state: SegmentState { mapping },
+            },
+            file,
+        ))
     }
 }
 
 /// The client's endpoints: it produces requests and consumes responses.
+///
+/// ```
+/// use molt_ipc_ring::segment::{ClientSide, SegmentConfig, WorkerSide};
+/// let (mut worker, file) = WorkerSide::create(&SegmentConfig::default()).unwrap();
+/// let mut client = ClientSide::attach(file).unwrap();
+/// client.requests.push(b"call").unwrap();
+/// assert_eq!(worker.requests.pop().unwrap().len(), 4);
+/// ```
 pub struct ClientSide {
     /// Requests to the worker.
     pub requests: Producer,
@@ -415,6 +498,10 @@ impl ClientSide {
         }
         let (requests, _) = mapping.ring(layout.request);
         let (_, responses) = mapping.ring(layout.response);
-        Ok(Self { requests, responses, state: SegmentState { mapping } })
+        Ok(Self {
+            requests,
+            responses,
+            state: SegmentState { mapping },
+        })
     }
 }

@@ -87,7 +87,13 @@ mod imp {
             debug_assert!(offset + src.len() <= self.len);
             // SAFETY: in bounds by the caller's contract; `src` is caller memory, never inside
             // the shared area, so the ranges cannot overlap.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len()) }
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    self.ptr.as_ptr().add(offset),
+                    src.len(),
+                )
+            }
         }
 
         /// Copies `dst.len()` bytes from `offset` into `dst`.
@@ -98,7 +104,13 @@ mod imp {
         pub(crate) unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
             debug_assert!(offset + dst.len() <= self.len);
             // SAFETY: in bounds by the caller's contract; `dst` is private caller memory.
-            unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) }
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.ptr.as_ptr().add(offset),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                )
+            }
         }
     }
 }
@@ -121,7 +133,11 @@ mod imp {
 
     impl FutexWord {
         pub(crate) fn new(value: u32) -> Self {
-            Self { word: AtomicU32::new(value), queue: Mutex::new(()), sleepers: Condvar::new() }
+            Self {
+                word: AtomicU32::new(value),
+                queue: Mutex::new(()),
+                sleepers: Condvar::new(),
+            }
         }
 
         pub(crate) fn load(&self, order: Ordering) -> u32 {
@@ -160,7 +176,9 @@ mod imp {
 
     impl SharedBytes {
         pub(crate) fn new_model(len: usize) -> Self {
-            Self { cells: (0..len).map(|_| UnsafeCell::new(0)).collect() }
+            Self {
+                cells: (0..len).map(|_| UnsafeCell::new(0)).collect(),
+            }
         }
 
         pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {

@@ -56,17 +56,29 @@ pub struct WaitConfig {
 }
 
 impl WaitConfig {
-    /// Default spin window. Chosen from `benches/ring.rs`: a Rust round trip through two
-    /// rings takes well under 5 µs when both sides are awake, and 50 µs covers the reply of
-    /// a short entry; beyond it, sleeping costs one ~50 µs wake-up on this class of machine.
+    /// Default spin window: see [`WaitConfig::spin`] and `bench/ipc/README.md` for how it
+    /// was chosen.
+    ///
+    /// ```
+    /// use molt_ipc_ring::wait::WaitConfig;
+    /// assert_eq!(WaitConfig::default().spin, WaitConfig::DEFAULT_SPIN);
+    /// ```
     pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
     /// Default sleep slice: 5 ms, so a dead peer is noticed within a few milliseconds.
+    ///
+    /// ```
+    /// use molt_ipc_ring::wait::WaitConfig;
+    /// assert_eq!(WaitConfig::DEFAULT_SLEEP_SLICE_NS, 5_000_000);
+    /// ```
     pub const DEFAULT_SLEEP_SLICE_NS: u64 = 5_000_000;
 }
 
 impl Default for WaitConfig {
     fn default() -> Self {
-        Self { spin: Self::DEFAULT_SPIN, sleep_slice_ns: Self::DEFAULT_SLEEP_SLICE_NS }
+        Self {
+            spin: Self::DEFAULT_SPIN,
+            sleep_slice_ns: Self::DEFAULT_SLEEP_SLICE_NS,
+        }
     }
 }
 
@@ -87,6 +99,12 @@ pub enum WaitOutcome {
 }
 
 /// Why a wait failed.
+///
+/// ```
+/// use molt_ipc_ring::{ring::Corrupt, wait::WaitError};
+/// let e = WaitError::from(Corrupt("tail"));
+/// assert_eq!(e.to_string(), "corrupt ring: tail");
+/// ```
 #[derive(Debug)]
 pub enum WaitError {
     /// The producer's index is impossible.
@@ -161,7 +179,9 @@ impl Consumer {
             return Ok(false);
         }
         let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let until = monotonic_now_ns().saturating_add(window_ns).min(deadline_ns);
+        let until = monotonic_now_ns()
+            .saturating_add(window_ns)
+            .min(deadline_ns);
         let mut checks = 0u32;
         loop {
             for _ in 0..SPINS_PER_CHECK {
@@ -205,7 +225,9 @@ impl Consumer {
             let slice_end = now.saturating_add(slice_ns.max(1)).min(deadline_ns);
             // Every return (woken, value changed, EINTR, slice timeout, spurious) loops back
             // to the re-check above; the deadline check bounds the loop.
-            self.sleeping_word().wait(1, slice_end).map_err(WaitError::Futex)?;
+            self.sleeping_word()
+                .wait(1, slice_end)
+                .map_err(WaitError::Futex)?;
         }
     }
 }

@@ -63,9 +63,15 @@ fn a_sleeping_consumer_is_always_woken() {
             }
         });
         // No spin and no deadline: the only way out of a wait is the producer's wake-up.
-        let config = WaitConfig { spin: Duration::ZERO, sleep_slice_ns: u64::MAX };
+        let config = WaitConfig {
+            spin: Duration::ZERO,
+            sleep_slice_ns: u64::MAX,
+        };
         for expected in &RECORDS[..2] {
-            assert_eq!(consumer.wait(u64::MAX, &config, || false).unwrap(), WaitOutcome::Ready);
+            assert_eq!(
+                consumer.wait(u64::MAX, &config, || false).unwrap(),
+                WaitOutcome::Ready
+            );
             let record = consumer.pop().unwrap();
             let mut got = Vec::new();
             record.append_to(&mut got);

@@ -10,7 +10,9 @@ use molt_ipc_ring::ring::{self, max_record_len, PopError, PushError};
 use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
 
 fn pattern(seed: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (seed.wrapping_mul(31) + i) as u8).collect()
+    (0..len)
+        .map(|i| (seed.wrapping_mul(31) + i) as u8)
+        .collect()
 }
 
 fn pop_vec(consumer: &mut ring::Consumer) -> Result<Vec<u8>, PopError> {
@@ -83,7 +85,10 @@ fn a_record_of_the_maximum_length_always_fits_an_empty_ring() {
 #[test]
 fn a_record_longer_than_the_maximum_is_refused() {
     let (mut producer, _consumer) = ring::with_capacity(256).unwrap();
-    assert_eq!(producer.push(&[0; 121]), Err(PushError::TooLarge { len: 121, max: 120 }));
+    assert_eq!(
+        producer.push(&[0; 121]),
+        Err(PushError::TooLarge { len: 121, max: 120 })
+    );
 }
 
 #[test]
@@ -138,10 +143,16 @@ fn a_sleeping_consumer_is_woken_by_a_push_from_another_thread() {
     let count = 2000u32;
     let reader = std::thread::spawn(move || {
         // No spinning: every wait that finds the ring empty goes through the futex.
-        let config = WaitConfig { spin: Duration::ZERO, sleep_slice_ns: 1_000_000_000 };
+        let config = WaitConfig {
+            spin: Duration::ZERO,
+            sleep_slice_ns: 1_000_000_000,
+        };
         for expected in 0..count {
             let deadline = monotonic_now_ns() + 10_000_000_000; // hang guard only
-            assert_eq!(consumer.wait(deadline, &config, || false).unwrap(), WaitOutcome::Ready);
+            assert_eq!(
+                consumer.wait(deadline, &config, || false).unwrap(),
+                WaitOutcome::Ready
+            );
             assert_eq!(pop_vec(&mut consumer).unwrap(), expected.to_le_bytes());
         }
     });
@@ -160,9 +171,15 @@ fn a_sleeping_consumer_is_woken_by_a_push_from_another_thread() {
 #[cfg_attr(miri, ignore = "futex and clock syscalls are not supported by Miri")]
 fn a_wait_ends_at_its_deadline_or_when_closed() {
     let (_producer, mut consumer) = ring::with_capacity(64).unwrap();
-    let config = WaitConfig { spin: Duration::from_micros(10), sleep_slice_ns: 1_000_000 };
+    let config = WaitConfig {
+        spin: Duration::from_micros(10),
+        sleep_slice_ns: 1_000_000,
+    };
     let deadline = monotonic_now_ns() + 3_000_000;
-    assert_eq!(consumer.wait(deadline, &config, || false).unwrap(), WaitOutcome::TimedOut);
+    assert_eq!(
+        consumer.wait(deadline, &config, || false).unwrap(),
+        WaitOutcome::TimedOut
+    );
     assert!(monotonic_now_ns() >= deadline);
     let mut checks = 0;
     let closed_on_third_check = || {
@@ -170,5 +187,8 @@ fn a_wait_ends_at_its_deadline_or_when_closed() {
         checks >= 3
     };
     let far = monotonic_now_ns() + 10_000_000_000;
-    assert_eq!(consumer.wait(far, &config, closed_on_third_check).unwrap(), WaitOutcome::Closed);
+    assert_eq!(
+        consumer.wait(far, &config, closed_on_third_check).unwrap(),
+        WaitOutcome::Closed
+    );
 }

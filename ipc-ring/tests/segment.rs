@@ -13,7 +13,10 @@ use molt_ipc_ring::ring::{PopError, PushError};
 use molt_ipc_ring::segment::{AttachError, ClientSide, SegmentConfig, WorkerSide};
 use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
 
-const SMALL: SegmentConfig = SegmentConfig { request_capacity: 256, response_capacity: 512 };
+const SMALL: SegmentConfig = SegmentConfig {
+    request_capacity: 256,
+    response_capacity: 512,
+};
 /// Byte offsets of the request ring, as documented in docs/protocol.md.
 const REQUEST_TAIL: usize = 128 + 128;
 const REQUEST_DATA: usize = 128 + 384;
@@ -46,14 +49,23 @@ fn a_segment_passed_over_a_socket_carries_requests_and_responses() {
         client.requests.push(b"request").unwrap();
         let config = WaitConfig::default();
         let deadline = monotonic_now_ns() + 10_000_000_000;
-        assert_eq!(client.responses.wait(deadline, &config, || false).unwrap(), WaitOutcome::Ready);
+        assert_eq!(
+            client.responses.wait(deadline, &config, || false).unwrap(),
+            WaitOutcome::Ready
+        );
         let mut reply = Vec::new();
         client.responses.pop().unwrap().append_to(&mut reply);
         reply
     });
     let mut worker = handshake::offer(&worker_end, &SMALL).unwrap();
     let deadline = monotonic_now_ns() + 10_000_000_000;
-    assert_eq!(worker.requests.wait(deadline, &WaitConfig::default(), || false).unwrap(), WaitOutcome::Ready);
+    assert_eq!(
+        worker
+            .requests
+            .wait(deadline, &WaitConfig::default(), || false)
+            .unwrap(),
+        WaitOutcome::Ready
+    );
     let mut request = Vec::new();
     let record = worker.requests.pop().unwrap();
     record.append_to(&mut request);
@@ -79,13 +91,23 @@ fn an_unsealed_file_is_refused() {
 
 #[test]
 fn the_segment_has_no_name_in_dev_shm() {
-    let before: Vec<_> = std::fs::read_dir("/dev/shm").map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let before: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     let (_worker, file) = create_small();
-    let after: Vec<_> = std::fs::read_dir("/dev/shm").map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    assert!(after.iter().all(|p| before.contains(p)), "new entries in /dev/shm: {after:?}");
+    let after: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        after.iter().all(|p| before.contains(p)),
+        "new entries in /dev/shm: {after:?}"
+    );
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
-    assert!(target.to_string_lossy().starts_with("/memfd:molt-segment"), "{target:?}");
+    assert!(
+        target.to_string_lossy().starts_with("/memfd:molt-segment"),
+        "{target:?}"
+    );
 }
 
 /// Rewrites one header field of a fresh segment and attaches.
@@ -103,51 +125,76 @@ fn a_fresh_segment_attaches() {
 
 #[test]
 fn attach_refuses_a_bad_magic() {
-    assert!(matches!(attach_with_header(0, b"NOTMOLT\0"), Err(AttachError::BadMagic)));
+    assert!(matches!(
+        attach_with_header(0, b"NOTMOLT\0"),
+        Err(AttachError::BadMagic)
+    ));
 }
 
 #[test]
 fn attach_refuses_another_layout_version() {
-    assert!(matches!(attach_with_header(8, &2u32.to_le_bytes()), Err(AttachError::BadVersion(2))));
+    assert!(matches!(
+        attach_with_header(8, &2u32.to_le_bytes()),
+        Err(AttachError::BadVersion(2))
+    ));
 }
 
 #[test]
 fn attach_refuses_a_length_that_disagrees_with_the_file() {
-    assert!(matches!(attach_with_header(16, &(1u64 << 40).to_le_bytes()), Err(AttachError::BadLength)));
-    assert!(matches!(attach_with_header(12, &64u32.to_le_bytes()), Err(AttachError::BadLength)));
+    assert!(matches!(
+        attach_with_header(16, &(1u64 << 40).to_le_bytes()),
+        Err(AttachError::BadLength)
+    ));
+    assert!(matches!(
+        attach_with_header(12, &64u32.to_le_bytes()),
+        Err(AttachError::BadLength)
+    ));
 }
 
 #[test]
 fn attach_refuses_a_closed_segment() {
-    assert!(matches!(attach_with_header(28, &2u32.to_le_bytes()), Err(AttachError::NotReady)));
+    assert!(matches!(
+        attach_with_header(28, &2u32.to_le_bytes()),
+        Err(AttachError::NotReady)
+    ));
 }
 
 #[test]
 fn attach_refuses_impossible_rings() {
     let cases: [(usize, u64); 7] = [
-        (40, 100),              // capacity not a power of two
-        (40, 32),               // capacity below the minimum
-        (40, 1 << 40),          // capacity beyond the segment and the maximum
-        (32, 200),              // offset misaligned
-        (32, 0),                // offset inside the header
-        (48, 1 << 20),          // response ring beyond the segment
-        (48, 128),              // response ring overlapping the request ring
+        (40, 100),     // capacity not a power of two
+        (40, 32),      // capacity below the minimum
+        (40, 1 << 40), // capacity beyond the segment and the maximum
+        (32, 200),     // offset misaligned
+        (32, 0),       // offset inside the header
+        (48, 1 << 20), // response ring beyond the segment
+        (48, 128),     // response ring overlapping the request ring
     ];
     for (at, value) in cases {
         let result = attach_with_header(at, &value.to_le_bytes());
-        assert!(matches!(result, Err(AttachError::BadRing(_))), "field {at} = {value}: {:?}", result.err());
+        assert!(
+            matches!(result, Err(AttachError::BadRing(_))),
+            "field {at} = {value}: {:?}",
+            result.err()
+        );
     }
 }
 
 #[test]
 fn attach_refuses_rings_already_in_use() {
-    assert!(matches!(attach_with_header(REQUEST_TAIL, &8u64.to_le_bytes()), Err(AttachError::NotReady)));
+    assert!(matches!(
+        attach_with_header(REQUEST_TAIL, &8u64.to_le_bytes()),
+        Err(AttachError::NotReady)
+    ));
 }
 
 #[test]
 fn attach_refuses_a_file_shorter_than_a_header() {
     let file = memfd::create_sealed(c"tiny", 16).unwrap();
-    assert!(matches!(ClientSide::attach(file), Err(AttachError::BadLength)));
+    assert!(matches!(
+        ClientSide::attach(file),
+        Err(AttachError::BadLength)
+    ));
 }
 
 /// The worker's view of a request ring that a hostile client has scribbled on.
@@ -173,22 +220,36 @@ fn an_honest_request_reads_back() {
 
 #[test]
 fn a_tail_beyond_the_capacity_is_corrupt() {
-    assert!(is_corrupt(worker_pop_after(|m| put_u64(m, REQUEST_TAIL, 4096))));
+    assert!(is_corrupt(worker_pop_after(|m| put_u64(
+        m,
+        REQUEST_TAIL,
+        4096
+    ))));
 }
 
 #[test]
 fn a_misaligned_tail_is_corrupt() {
-    assert!(is_corrupt(worker_pop_after(|m| put_u64(m, REQUEST_TAIL, 12))));
+    assert!(is_corrupt(worker_pop_after(|m| put_u64(
+        m,
+        REQUEST_TAIL,
+        12
+    ))));
 }
 
 #[test]
 fn a_tail_behind_the_head_is_corrupt() {
-    assert!(is_corrupt(worker_pop_after(|m| put_u64(m, REQUEST_TAIL, u64::MAX - 7))));
+    assert!(is_corrupt(worker_pop_after(|m| put_u64(
+        m,
+        REQUEST_TAIL,
+        u64::MAX - 7
+    ))));
 }
 
 #[test]
 fn a_record_length_beyond_the_published_data_is_corrupt() {
-    assert!(is_corrupt(worker_pop_after(|m| m[REQUEST_DATA..REQUEST_DATA + 4].copy_from_slice(&100u32.to_le_bytes()))));
+    assert!(is_corrupt(worker_pop_after(|m| m
+        [REQUEST_DATA..REQUEST_DATA + 4]
+        .copy_from_slice(&100u32.to_le_bytes()))));
 }
 
 #[test]
@@ -201,12 +262,16 @@ fn a_record_length_beyond_the_capacity_is_corrupt() {
 
 #[test]
 fn an_unknown_record_kind_is_corrupt() {
-    assert!(is_corrupt(worker_pop_after(|m| m[REQUEST_DATA + 4..REQUEST_DATA + 8].copy_from_slice(&9u32.to_le_bytes()))));
+    assert!(is_corrupt(worker_pop_after(|m| m
+        [REQUEST_DATA + 4..REQUEST_DATA + 8]
+        .copy_from_slice(&9u32.to_le_bytes()))));
 }
 
 #[test]
 fn padding_at_the_start_of_the_area_is_corrupt() {
-    assert!(is_corrupt(worker_pop_after(|m| m[REQUEST_DATA + 4..REQUEST_DATA + 8].copy_from_slice(&2u32.to_le_bytes()))));
+    assert!(is_corrupt(worker_pop_after(|m| m
+        [REQUEST_DATA + 4..REQUEST_DATA + 8]
+        .copy_from_slice(&2u32.to_le_bytes()))));
 }
 
 #[test]
@@ -230,7 +295,20 @@ fn a_garbage_consumer_index_makes_the_producer_report_corrupt() {
 fn a_request_ring_flooded_with_garbage_never_panics_nor_hangs() {
     // Every 8-byte value in the tail and in the first record header, from a small set of
     // interesting ones: each pop returns something (or an error) at once.
-    let values = [0u64, 8, 16, 24, 255, 256, 264, 4096, u64::MAX, u64::MAX - 7, 1 << 32, (2 << 32) | 16];
+    let values = [
+        0u64,
+        8,
+        16,
+        24,
+        255,
+        256,
+        264,
+        4096,
+        u64::MAX,
+        u64::MAX - 7,
+        1 << 32,
+        (2 << 32) | 16,
+    ];
     for tail in values {
         for header in values {
             let result = worker_pop_after(|m| {
@@ -249,9 +327,15 @@ fn closing_wakes_a_consumer_sleeping_on_the_other_side() {
     let (worker, file) = create_small();
     let mut client = attach_copy(&file).unwrap();
     let waiter = std::thread::spawn(move || {
-        let config = WaitConfig { spin: Duration::ZERO, sleep_slice_ns: 60_000_000_000 };
+        let config = WaitConfig {
+            spin: Duration::ZERO,
+            sleep_slice_ns: 60_000_000_000,
+        };
         let state = &client.state;
-        client.responses.wait(u64::MAX, &config, || state.is_closed()).unwrap()
+        client
+            .responses
+            .wait(u64::MAX, &config, || state.is_closed())
+            .unwrap()
     });
     std::thread::sleep(Duration::from_millis(20));
     worker.state.close();
@@ -262,7 +346,10 @@ fn closing_wakes_a_consumer_sleeping_on_the_other_side() {
 fn a_handshake_without_a_descriptor_is_refused() {
     let (worker_end, client_end) = UnixStream::pair().unwrap();
     std::io::Write::write_all(&mut &worker_end, &handshake::HELLO).unwrap();
-    assert!(matches!(handshake::accept(&client_end), Err(HandshakeError::BadHello)));
+    assert!(matches!(
+        handshake::accept(&client_end),
+        Err(HandshakeError::BadHello)
+    ));
 }
 
 #[test]
@@ -270,7 +357,10 @@ fn a_handshake_with_the_wrong_message_is_refused() {
     let (worker_end, client_end) = UnixStream::pair().unwrap();
     let (_worker, file) = create_small();
     fd_passing::send_with_fd(&worker_end, b"MOLTSHM\x09", file.as_fd()).unwrap();
-    assert!(matches!(handshake::accept(&client_end), Err(HandshakeError::BadHello)));
+    assert!(matches!(
+        handshake::accept(&client_end),
+        Err(HandshakeError::BadHello)
+    ));
 }
 
 #[test]
@@ -278,7 +368,10 @@ fn a_handshake_carrying_a_non_segment_is_refused() {
     let (worker_end, client_end) = UnixStream::pair().unwrap();
     let file = File::open("/proc/self/exe").unwrap();
     fd_passing::send_with_fd(&worker_end, &handshake::HELLO, file.as_fd()).unwrap();
-    assert!(matches!(handshake::accept(&client_end), Err(HandshakeError::Attach(AttachError::Io(_)))));
+    assert!(matches!(
+        handshake::accept(&client_end),
+        Err(HandshakeError::Attach(AttachError::Io(_)))
+    ));
 }
 
 #[test]
@@ -293,11 +386,18 @@ fn a_push_from_another_process_wakes_a_sleeping_consumer() {
     if child == 0 {
         let mut responses = worker.responses;
         std::thread::sleep(Duration::from_millis(30));
-        let code = if responses.push(b"from the child").is_ok() { 0 } else { 1 };
+        let code = if responses.push(b"from the child").is_ok() {
+            0
+        } else {
+            1
+        };
         // SAFETY: ends the forked child without running the parent's destructors or atexit.
         unsafe { libc::_exit(code) };
     }
-    let config = WaitConfig { spin: Duration::ZERO, sleep_slice_ns: 60_000_000_000 };
+    let config = WaitConfig {
+        spin: Duration::ZERO,
+        sleep_slice_ns: 60_000_000_000,
+    };
     let deadline = monotonic_now_ns() + 10_000_000_000;
     let outcome = client.responses.wait(deadline, &config, || false).unwrap();
     let mut status = 0;

@@ -65,6 +65,12 @@ pub const MOLT_SHM_INTERNAL: i32 = -11;
 
 /// A connection to a worker: the control socket (kept open as the liveness channel) and the
 /// client's ends of the segment's two rings. Opaque to C.
+///
+/// ```
+/// // Only molt_shm_connect makes one; every function refuses a null handle.
+/// let null: *mut molt_accel_native::MoltShm = std::ptr::null_mut();
+/// assert_eq!(unsafe { molt_accel_native::molt_shm_check(null) }, molt_accel_native::MOLT_SHM_INVALID_ARGUMENT);
+/// ```
 pub struct MoltShm {
     stream: UnixStream,
     requests: Mutex<Producer>,
@@ -95,7 +101,11 @@ fn guarded(body: impl FnOnce() -> i32) -> i32 {
 /// `socket_path` must be a NUL-terminated string and `out` a valid pointer to write a handle
 /// pointer to.
 #[no_mangle]
-pub unsafe extern "C" fn molt_shm_connect(socket_path: *const c_char, timeout_ms: u32, out: *mut *mut MoltShm) -> i32 {
+pub unsafe extern "C" fn molt_shm_connect(
+    socket_path: *const c_char,
+    timeout_ms: u32,
+    out: *mut *mut MoltShm,
+) -> i32 {
     if socket_path.is_null() || out.is_null() {
         return MOLT_SHM_INVALID_ARGUMENT;
     }
@@ -104,10 +114,16 @@ pub unsafe extern "C" fn molt_shm_connect(socket_path: *const c_char, timeout_ms
         return MOLT_SHM_INVALID_ARGUMENT;
     };
     guarded(|| {
-        let timeout = Duration::from_millis(if timeout_ms == 0 { 5_000 } else { u64::from(timeout_ms) });
+        let timeout = Duration::from_millis(if timeout_ms == 0 {
+            5_000
+        } else {
+            u64::from(timeout_ms)
+        });
         let (stream, client) = match handshake::connect(Path::new(path), timeout) {
             Ok(connected) => connected,
-            Err(HandshakeError::Io(_) | HandshakeError::PeerClosed) => return MOLT_SHM_CONNECT_FAILED,
+            Err(HandshakeError::Io(_) | HandshakeError::PeerClosed) => {
+                return MOLT_SHM_CONNECT_FAILED
+            }
             Err(_) => return MOLT_SHM_HANDSHAKE_FAILED,
         };
         let handle = Box::new(MoltShm {
@@ -127,6 +143,10 @@ pub unsafe extern "C" fn molt_shm_connect(socket_path: *const c_char, timeout_ms
 ///
 /// # Safety
 /// `handle` must be null or a live handle from [`molt_shm_connect`].
+///
+/// ```
+/// assert_eq!(unsafe { molt_accel_native::molt_shm_max_frame_len(std::ptr::null()) }, 0);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn molt_shm_max_frame_len(handle: *const MoltShm) -> usize {
     // SAFETY: null or live, by the caller's contract.
@@ -138,6 +158,12 @@ pub unsafe extern "C" fn molt_shm_max_frame_len(handle: *const MoltShm) -> usize
 ///
 /// # Safety
 /// `handle` must be a live handle; `frame` must be valid for reads of `len` bytes.
+///
+/// ```
+/// use molt_accel_native::*;
+/// let status = unsafe { molt_shm_send(std::ptr::null_mut(), b"x".as_ptr(), 1) };
+/// assert_eq!(status, MOLT_SHM_INVALID_ARGUMENT);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn molt_shm_send(handle: *mut MoltShm, frame: *const u8, len: usize) -> i32 {
     // SAFETY: null or live, by the caller's contract; shared use is synchronized inside.
@@ -153,7 +179,10 @@ pub unsafe extern "C" fn molt_shm_send(handle: *mut MoltShm, frame: *const u8, l
         if shm.state.is_closed() {
             return MOLT_SHM_CLOSED;
         }
-        let mut requests = shm.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut requests = shm
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match requests.push(bytes) {
             Ok(()) => MOLT_SHM_OK,
             Err(PushError::Full) if shm.worker_gone() => MOLT_SHM_CLOSED,
@@ -173,6 +202,13 @@ pub unsafe extern "C" fn molt_shm_send(handle: *mut MoltShm, frame: *const u8, l
 /// # Safety
 /// `handle` must be a live handle; `buf` valid for writes of `cap` bytes; `out_len` valid
 /// for a write.
+///
+/// ```
+/// use molt_accel_native::*;
+/// let (mut buf, mut len) = ([0u8; 8], 0usize);
+/// let status = unsafe { molt_shm_recv(std::ptr::null_mut(), buf.as_mut_ptr(), 8, &mut len, u64::MAX, 0) };
+/// assert_eq!(status, MOLT_SHM_INVALID_ARGUMENT);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn molt_shm_recv(
     handle: *mut MoltShm,
@@ -198,7 +234,10 @@ pub unsafe extern "C" fn molt_shm_recv(
             Err(TryLockError::WouldBlock) => return MOLT_SHM_IN_USE,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         };
-        let config = WaitConfig { spin: Duration::from_nanos(spin_ns), ..WaitConfig::default() };
+        let config = WaitConfig {
+            spin: Duration::from_nanos(spin_ns),
+            ..WaitConfig::default()
+        };
         match responses.wait(deadline_ns, &config, || shm.worker_gone()) {
             Ok(WaitOutcome::Ready) => {}
             Ok(WaitOutcome::TimedOut) => return MOLT_SHM_TIMEOUT,
@@ -228,6 +267,11 @@ pub unsafe extern "C" fn molt_shm_recv(
 ///
 /// # Safety
 /// `handle` must be null or a live handle.
+///
+/// ```
+/// use molt_accel_native::*;
+/// assert_eq!(unsafe { molt_shm_check(std::ptr::null()) }, MOLT_SHM_INVALID_ARGUMENT);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn molt_shm_check(handle: *const MoltShm) -> i32 {
     // SAFETY: null or live, by the caller's contract.
@@ -243,6 +287,10 @@ pub unsafe extern "C" fn molt_shm_check(handle: *const MoltShm) -> i32 {
 ///
 /// # Safety
 /// `handle` must be null or a live handle, not used by any thread during or after this call.
+///
+/// ```
+/// unsafe { molt_accel_native::molt_shm_close(std::ptr::null_mut()) }; // a no-op
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn molt_shm_close(handle: *mut MoltShm) {
     if handle.is_null() {

@@ -13,13 +13,22 @@ use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
 
 /// A worker that accepts one connection and hands its side of the segment and the socket to
 /// `serve`.
-fn with_worker(serve: impl FnOnce(WorkerSide, std::os::unix::net::UnixStream) + Send + 'static) -> (tempdir::Dir, CString) {
+fn with_worker(
+    serve: impl FnOnce(WorkerSide, std::os::unix::net::UnixStream) + Send + 'static,
+) -> (tempdir::Dir, CString) {
     let dir = tempdir::Dir::new();
     let path = dir.path.join("w.sock");
     let listener = UnixListener::bind(&path).unwrap();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        let segment = handshake::offer(&stream, &SegmentConfig { request_capacity: 4096, response_capacity: 4096 }).unwrap();
+        let segment = handshake::offer(
+            &stream,
+            &SegmentConfig {
+                request_capacity: 4096,
+                response_capacity: 4096,
+            },
+        )
+        .unwrap();
         serve(segment, stream);
     });
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
@@ -50,7 +59,10 @@ mod tempdir {
 fn connect(path: &CString) -> *mut MoltShm {
     let mut handle = ptr::null_mut();
     // SAFETY: valid C string and out-pointer.
-    assert_eq!(unsafe { molt_shm_connect(path.as_ptr(), 2000, &mut handle) }, MOLT_SHM_OK);
+    assert_eq!(
+        unsafe { molt_shm_connect(path.as_ptr(), 2000, &mut handle) },
+        MOLT_SHM_OK
+    );
     handle
 }
 
@@ -58,14 +70,26 @@ fn recv(handle: *mut MoltShm, buf: &mut [u8], timeout: Duration) -> (i32, usize)
     let mut len = 0;
     let deadline = monotonic_now_ns() + timeout.as_nanos() as u64;
     // SAFETY: live handle, buffer and out-pointer.
-    let status = unsafe { molt_shm_recv(handle, buf.as_mut_ptr(), buf.len(), &mut len, deadline, 20_000) };
+    let status = unsafe {
+        molt_shm_recv(
+            handle,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut len,
+            deadline,
+            20_000,
+        )
+    };
     (status, len)
 }
 
 fn echo(mut segment: WorkerSide, _stream: std::os::unix::net::UnixStream) {
     let config = WaitConfig::default();
     let mut buf = Vec::new();
-    while let Ok(WaitOutcome::Ready) = segment.requests.wait(u64::MAX, &config, || segment.state.is_closed()) {
+    while let Ok(WaitOutcome::Ready) = segment
+        .requests
+        .wait(u64::MAX, &config, || segment.state.is_closed())
+    {
         buf.clear();
         let record = segment.requests.pop().unwrap();
         record.append_to(&mut buf);
@@ -79,9 +103,15 @@ fn a_frame_sent_comes_back_from_an_echoing_worker() {
     let (_dir, path) = with_worker(echo);
     let handle = connect(&path);
     // SAFETY: live handle and valid buffer.
-    assert_eq!(unsafe { molt_shm_send(handle, b"hello".as_ptr(), 5) }, MOLT_SHM_OK);
+    assert_eq!(
+        unsafe { molt_shm_send(handle, b"hello".as_ptr(), 5) },
+        MOLT_SHM_OK
+    );
     let mut buf = [0u8; 64];
-    assert_eq!(recv(handle, &mut buf, Duration::from_secs(10)), (MOLT_SHM_OK, 5));
+    assert_eq!(
+        recv(handle, &mut buf, Duration::from_secs(10)),
+        (MOLT_SHM_OK, 5)
+    );
     assert_eq!(&buf[..5], b"hello");
     // SAFETY: live handle, not used afterwards.
     unsafe { molt_shm_close(handle) };
@@ -92,11 +122,20 @@ fn a_buffer_too_small_reports_the_length_and_keeps_the_frame() {
     let (_dir, path) = with_worker(echo);
     let handle = connect(&path);
     // SAFETY: live handle and valid buffer.
-    assert_eq!(unsafe { molt_shm_send(handle, [9u8; 100].as_ptr(), 100) }, MOLT_SHM_OK);
+    assert_eq!(
+        unsafe { molt_shm_send(handle, [9u8; 100].as_ptr(), 100) },
+        MOLT_SHM_OK
+    );
     let mut small = [0u8; 10];
-    assert_eq!(recv(handle, &mut small, Duration::from_secs(10)), (MOLT_SHM_TOO_SMALL, 100));
+    assert_eq!(
+        recv(handle, &mut small, Duration::from_secs(10)),
+        (MOLT_SHM_TOO_SMALL, 100)
+    );
     let mut big = [0u8; 100];
-    assert_eq!(recv(handle, &mut big, Duration::from_secs(10)), (MOLT_SHM_OK, 100));
+    assert_eq!(
+        recv(handle, &mut big, Duration::from_secs(10)),
+        (MOLT_SHM_OK, 100)
+    );
     assert_eq!(big, [9u8; 100]);
     // SAFETY: live handle, not used afterwards.
     unsafe { molt_shm_close(handle) };
@@ -110,7 +149,10 @@ fn a_silent_worker_gives_a_timeout() {
     });
     let handle = connect(&path);
     let mut buf = [0u8; 16];
-    assert_eq!(recv(handle, &mut buf, Duration::from_millis(20)).0, MOLT_SHM_TIMEOUT);
+    assert_eq!(
+        recv(handle, &mut buf, Duration::from_millis(20)).0,
+        MOLT_SHM_TIMEOUT
+    );
     // SAFETY: live handle, not used afterwards.
     unsafe { molt_shm_close(handle) };
 }
@@ -125,7 +167,10 @@ fn a_worker_that_goes_away_is_noticed_while_waiting() {
     });
     let handle = connect(&path);
     let mut buf = [0u8; 16];
-    assert_eq!(recv(handle, &mut buf, Duration::from_secs(10)).0, MOLT_SHM_CLOSED);
+    assert_eq!(
+        recv(handle, &mut buf, Duration::from_secs(10)).0,
+        MOLT_SHM_CLOSED
+    );
     // SAFETY: live handle.
     assert_eq!(unsafe { molt_shm_check(handle) }, MOLT_SHM_CLOSED);
     // SAFETY: live handle, not used afterwards.
@@ -145,7 +190,10 @@ fn a_full_request_ring_reports_full_and_an_oversized_frame_too_large() {
     let frame = vec![1u8; max];
     // SAFETY: live handle and valid buffers.
     unsafe {
-        assert_eq!(molt_shm_send(handle, frame.as_ptr(), max + 1), MOLT_SHM_TOO_LARGE);
+        assert_eq!(
+            molt_shm_send(handle, frame.as_ptr(), max + 1),
+            MOLT_SHM_TOO_LARGE
+        );
         // Two records of the maximum length fill the 4096-byte ring exactly.
         assert_eq!(molt_shm_send(handle, frame.as_ptr(), max), MOLT_SHM_OK);
         assert_eq!(molt_shm_send(handle, frame.as_ptr(), max), MOLT_SHM_OK);
@@ -158,14 +206,23 @@ fn a_full_request_ring_reports_full_and_an_oversized_frame_too_large() {
 fn closing_the_handle_tells_the_worker() {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let (_dir, path) = with_worker(move |mut segment, _stream| {
-        let config = WaitConfig { spin: Duration::ZERO, sleep_slice_ns: 60_000_000_000 };
-        let outcome = segment.requests.wait(u64::MAX, &config, || segment.state.is_closed()).unwrap();
+        let config = WaitConfig {
+            spin: Duration::ZERO,
+            sleep_slice_ns: 60_000_000_000,
+        };
+        let outcome = segment
+            .requests
+            .wait(u64::MAX, &config, || segment.state.is_closed())
+            .unwrap();
         done_tx.send(outcome).unwrap();
     });
     let handle = connect(&path);
     // SAFETY: live handle, not used afterwards.
     unsafe { molt_shm_close(handle) };
-    assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)).unwrap(), WaitOutcome::Closed);
+    assert_eq!(
+        done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        WaitOutcome::Closed
+    );
 }
 
 #[test]
@@ -173,9 +230,18 @@ fn null_arguments_are_refused() {
     let mut len = 0;
     // SAFETY: null handles and pointers are documented as refused.
     unsafe {
-        assert_eq!(molt_shm_send(ptr::null_mut(), b"x".as_ptr(), 1), MOLT_SHM_INVALID_ARGUMENT);
-        assert_eq!(molt_shm_recv(ptr::null_mut(), ptr::null_mut(), 0, &mut len, 0, 0), MOLT_SHM_INVALID_ARGUMENT);
-        assert_eq!(molt_shm_connect(ptr::null(), 0, ptr::null_mut()), MOLT_SHM_INVALID_ARGUMENT);
+        assert_eq!(
+            molt_shm_send(ptr::null_mut(), b"x".as_ptr(), 1),
+            MOLT_SHM_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            molt_shm_recv(ptr::null_mut(), ptr::null_mut(), 0, &mut len, 0, 0),
+            MOLT_SHM_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            molt_shm_connect(ptr::null(), 0, ptr::null_mut()),
+            MOLT_SHM_INVALID_ARGUMENT
+        );
         assert_eq!(molt_shm_check(ptr::null()), MOLT_SHM_INVALID_ARGUMENT);
         molt_shm_close(ptr::null_mut());
     }

@@ -17,5 +17,7 @@ pub fn monotonic_now_ns() -> u64 {
     // clock id and a valid out-pointer, which nix provides.
     let now = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always readable");
     // Monotonic seconds count from boot: far below u64 nanoseconds (584 years).
-    (now.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(now.tv_nsec() as u64)
+    (now.tv_sec() as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec() as u64)
 }

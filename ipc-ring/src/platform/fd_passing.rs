@@ -25,7 +25,10 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 /// ```
 pub fn send_with_fd(stream: &UnixStream, message: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
     if message.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a descriptor needs a non-empty message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a descriptor needs a non-empty message",
+        ));
     }
     let fds = [fd.as_raw_fd()];
     let cmsgs = [ControlMessage::ScmRights(&fds)];
@@ -34,7 +37,13 @@ pub fn send_with_fd(stream: &UnixStream, message: &[u8], fd: BorrowedFd<'_>) -> 
         let iov = [IoSlice::new(&message[sent..])];
         // The descriptor rides on the first sendmsg only.
         let attached: &[ControlMessage] = if sent == 0 { &cmsgs } else { &[] };
-        match sendmsg::<()>(stream.as_raw_fd(), &iov, attached, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(
+            stream.as_raw_fd(),
+            &iov,
+            attached,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
             Ok(n) => sent += n,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -48,6 +57,16 @@ pub fn send_with_fd(stream: &UnixStream, message: &[u8], fd: BorrowedFd<'_>) -> 
 /// Returns `(0, None)` at end of stream. Received descriptors are close-on-exec. If the peer
 /// attached more than one descriptor, or the control data was truncated, every received
 /// descriptor is closed and the call fails with `InvalidData`: a well-behaved peer sends one.
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use molt_ipc_ring::platform::fd_passing::recv_with_fd;
+/// let (a, b) = UnixStream::pair().unwrap();
+/// std::io::Write::write_all(&mut &a, b"no fd").unwrap();
+/// let mut buf = [0u8; 8];
+/// let (n, fd) = recv_with_fd(&b, &mut buf).unwrap();
+/// assert_eq!((n, fd.is_none()), (5, true));
+/// ```
 pub fn recv_with_fd(stream: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
     let mut space = cmsg_space!([RawFd; 1]);
     loop {
@@ -74,7 +93,10 @@ pub fn recv_with_fd(stream: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, O
             }
         }
         if msg.flags.contains(MsgFlags::MSG_CTRUNC) || received.len() > 1 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "expected at most one descriptor"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "expected at most one descriptor",
+            ));
         }
         return Ok((msg.bytes, received.pop()));
     }

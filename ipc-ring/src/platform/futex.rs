@@ -11,6 +11,11 @@ use std::sync::atomic::AtomicU32;
 
 /// Why [`wait`] returned. Every outcome but `TimedOut` means "re-check the condition": the
 /// kernel allows spurious wake-ups, and a waker may have fired before the wait began.
+///
+/// ```
+/// use molt_ipc_ring::platform::futex::FutexWait;
+/// assert_ne!(FutexWait::Woken, FutexWait::TimedOut);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FutexWait {
     /// A `FUTEX_WAKE` reached this waiter (or a spurious wake-up happened).

@@ -17,8 +17,9 @@ use nix::unistd::ftruncate;
 
 /// The seals every segment carries: its size can change neither way, and no seal can be
 /// added or removed afterwards.
-pub const REQUIRED_SEALS: SealFlag =
-    SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_SEAL);
+pub const REQUIRED_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_SEAL);
 
 /// Creates a memfd of `len` zeroed bytes, close-on-exec, sealed against resizing.
 ///
@@ -52,10 +53,17 @@ pub fn create_sealed(name: &std::ffi::CStr, len: u64) -> io::Result<File> {
 /// # }
 /// ```
 pub fn verify_sealed(file: &File) -> io::Result<u64> {
-    let seals = fcntl(file, FcntlArg::F_GET_SEALS)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "descriptor does not support seals"))?;
+    let seals = fcntl(file, FcntlArg::F_GET_SEALS).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "descriptor does not support seals",
+        )
+    })?;
     if !SealFlag::from_bits_retain(seals).contains(REQUIRED_SEALS) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "segment is not sealed against resizing"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "segment is not sealed against resizing",
+        ));
     }
     Ok(file.metadata()?.len())
 }

@@ -47,7 +47,11 @@ pub fn own_uid() -> u32 {
 pub fn peer_hung_up(stream: &UnixStream) -> io::Result<bool> {
     // libc rather than nix: nix's PollFlags knows no POLLRDHUP and drops unknown bits from
     // revents. POLLRDHUP reports the peer's shutdown even when unread data is still queued.
-    let mut fds = [libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 }];
+    let mut fds = [libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    }];
     loop {
         // SAFETY: `fds` is a valid array of one pollfd for the duration of the call, and the
         // descriptor stays open because `stream` is borrowed; timeout 0 never blocks.
