@@ -98,6 +98,10 @@ impl PooledCall {
 
     /// Sends this call's one reply, unless another outcome got there first.
     pub fn finish(&self, status: Status, codec: Codec, payload: &[u8]) {
+        // Held from choosing the reply until the sink has it: `Connection::shutdown` drains
+        // the table under this lock, so once it returns every reply already chosen has been
+        // sent, and the transport may close its sink without losing one.
+        let mut in_flight = lock(&self.connection.in_flight);
         // Relaxed: the swap alone picks one winner (read-modify-writes of one atomic are
         // totally ordered); no data is handed over through the flag.
         if self.replied.swap(true, Ordering::Relaxed) {
@@ -106,7 +110,7 @@ impl PooledCall {
         if let Some(timer) = lock(&self.timer).take() {
             timer.abort();
         }
-        lock(&self.connection.in_flight).remove(&self.request_id);
+        in_flight.remove(&self.request_id);
         let timings = self.timings();
         let connection = &self.connection;
         connection.dispatcher.observe(self.entry, status, &timings);
