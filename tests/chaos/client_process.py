@@ -1,0 +1,26 @@
+"""A client process for tests/chaos/test_kill_client.py, killed by the test mid-call.
+
+Usage: client_process.py TRANSPORT WORKER_BIN EXPORTS SLEEP_MS
+
+Starts a MoltClient, prints the worker's pid, then "calling", then makes one `sleep` call of
+SLEEP_MS that the test interrupts by killing this process.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from molt_accel import MoltClient
+
+
+def main() -> None:
+    transport, worker_bin, exports, sleep_ms = sys.argv[1:]
+    client = MoltClient(worker_cmd=[worker_bin], exports=exports, transport=transport, timeout_ms=int(sleep_ms) * 2)
+    client.start()
+    print(client.worker_pid, flush=True)
+    print("calling", flush=True)
+    client.call("sleep", {"ms": int(sleep_ms)})
+
+
+if __name__ == "__main__":
+    main()
