@@ -56,14 +56,16 @@ pub struct WaitConfig {
 }
 
 impl WaitConfig {
-    /// Default spin window: see [`WaitConfig::spin`] and `bench/ipc/README.md` for how it
-    /// was chosen.
+    /// Default spin window, 20 µs. Measured (`benches/ring.rs`, `bench/ipc/README.md`) on
+    /// this 2-core machine under load: a Rust round trip completes in 1-3 µs and a Python one
+    /// through cffi in ~7 µs while both sides spin, so 20 µs covers a hot call with margin;
+    /// longer windows only burn CPU on calls that will need a wake-up anyway.
     ///
     /// ```
     /// use molt_ipc_ring::wait::WaitConfig;
     /// assert_eq!(WaitConfig::default().spin, WaitConfig::DEFAULT_SPIN);
     /// ```
-    pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+    pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
     /// Default sleep slice: 5 ms, so a dead peer is noticed within a few milliseconds.
     ///
     /// ```
@@ -130,11 +132,14 @@ impl From<Corrupt> for WaitError {
     }
 }
 
-/// Spin iterations between two readings of the clock: about a microsecond.
-const SPINS_PER_CHECK: u32 = 64;
-/// Clock readings between two `yield_now`s, so a spinner gives way to a runnable thread
-/// sharing its core (the peer, on a 2-core box) every ~16 µs.
-const CHECKS_PER_YIELD: u32 = 16;
+/// Polls of the ring between two clock readings and `yield_now`s: well under a microsecond.
+///
+/// Yielding every round is what makes spinning pay on a loaded 2-core machine: a spinner
+/// that never yields looks like a CPU hog to the scheduler, loses its wake-up priority and
+/// gets preempted for whole time slices (round trips of 60-130 µs measured with compilers
+/// running, against ~1-3 µs when yielding; `benches/ring.rs`). `sched_yield` costs well
+/// under a microsecond when nothing else wants the core.
+const SPINS_PER_ROUND: u32 = 64;
 
 impl Consumer {
     /// Waits until a record is available, `deadline_ns` (absolute, `CLOCK_MONOTONIC`; use
@@ -179,12 +184,9 @@ impl Consumer {
             return Ok(false);
         }
         let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let until = monotonic_now_ns()
-            .saturating_add(window_ns)
-            .min(deadline_ns);
-        let mut checks = 0u32;
+        let until = monotonic_now_ns().saturating_add(window_ns).min(deadline_ns);
         loop {
-            for _ in 0..SPINS_PER_CHECK {
+            for _ in 0..SPINS_PER_ROUND {
                 if self.has_data()? {
                     return Ok(true);
                 }
@@ -193,10 +195,7 @@ impl Consumer {
             if monotonic_now_ns() >= until {
                 return Ok(false);
             }
-            checks += 1;
-            if checks % CHECKS_PER_YIELD == 0 {
-                std::thread::yield_now();
-            }
+            std::thread::yield_now();
         }
     }
 
