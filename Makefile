@@ -12,7 +12,7 @@ CARGO ?= cargo
 export MOLT_WORKER_BIN ?= $(CURDIR)/target/debug/molt_worker
 PORT ?= 8000
 
-.PHONY: all setup build build-release test test-rust test-loom test-python demo serve bench-check oha clean
+.PHONY: all setup build build-release test test-rust test-loom test-python test-reliability demo serve bench-check oha fuzz chaos soak clean
 
 all: test
 
@@ -32,13 +32,33 @@ build:
 build-release:
 	$(CARGO) build --release -p molt-worker
 
-test: setup build test-rust test-python
+test: setup build test-rust test-python test-reliability
 
 test-rust:
 	$(CARGO) test --workspace
 
 test-python: setup build
 	$(PY) -m pytest -q worker/tests/py demo/django_app/tests
+
+# docs/reliability.md: the committed fuzz corpora replayed on stable (fuzz/ is outside the
+# workspace), then the short chaos (50 kill cycles), overload and security runs.
+test-reliability: setup build
+	$(CARGO) test --manifest-path fuzz/Cargo.toml --target-dir target
+	$(PY) -m pytest -q tests/chaos tests/security
+
+# Every fuzz target for FUZZ_SECONDS each, on nightly; installs cargo-fuzz into .tools/ once.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/scripts/run_all.sh
+
+# The full chaos runs: 1000 kill cycles, 20 s of overload. Not in CI.
+chaos: setup build
+	MOLT_CHAOS_CYCLES=1000 OVERLOAD_SECONDS=20 $(PY) -m pytest -q -s tests/chaos
+
+# Mixed load for DURATION seconds, failing on RSS/fd/thread growth after warm-up. Not in CI.
+DURATION ?= 1800
+soak: setup build
+	$(PY) tests/soak/soak.py --duration $(DURATION)
 
 # The load generator (oha), built into .tools/ once.
 oha:
