@@ -41,10 +41,11 @@ test-python: setup build
 	$(PY) -m pytest -q worker/tests/py demo/django_app/tests
 
 # docs/reliability.md: the committed fuzz corpora replayed on stable (fuzz/ is outside the
-# workspace), then the short chaos (50 kill cycles), overload and security runs.
+# workspace), then tests/: the short chaos (50 kill cycles), overload, security and Python
+# decoder runs.
 test-reliability: setup build
 	$(CARGO) test --manifest-path fuzz/Cargo.toml --target-dir target
-	$(PY) -m pytest -q tests/chaos tests/security
+	$(PY) -m pytest -q tests
 
 # Every fuzz target for FUZZ_SECONDS each, on nightly; installs cargo-fuzz into .tools/ once.
 FUZZ_SECONDS ?= 60
