@@ -19,6 +19,7 @@ from ._config import ClientConfig
 from ._exceptions import MoltError, ProtocolError, Timeout, WorkerUnavailable, error_for_status
 from ._frame import DEFAULT_MAX_FRAME_BYTES, FLAG_IDEMPOTENT, MAX_ENTRY_LEN, Frame, Kind, Status, encode_call, encode_frame
 from ._hooks import CallMetrics, HookRunner, Hooks
+from ._metrics import ClientMetrics
 from ._transports import Transport, transport_class
 
 __all__ = ["MoltClient"]
@@ -42,7 +43,8 @@ class MoltClient:
     a call marked ``idempotent`` is then sent again to the restarted worker.
 
     All arguments are keyword-only and are those of :class:`~molt_accel.ClientConfig`, plus
-    ``hooks`` (a :class:`~molt_accel.Hooks` or a sequence of them).
+    ``hooks`` (a :class:`~molt_accel.Hooks` or a sequence of them). With ``metrics`` (or
+    ``metrics_dir``), :attr:`metrics` keeps the client-side histograms.
 
     >>> with MoltClient(worker_cmd=["molt_worker"], exports="molt_exports.json") as client:  # doctest: +SKIP
     ...     client.call("echo", {"x": 1}, timeout_ms=250)
@@ -63,6 +65,9 @@ class MoltClient:
         start_timeout_ms: int = 5000,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         strict_shm: bool = False,
+        metrics: bool = False,
+        metrics_dir: str | os.PathLike[str] | None = None,
+        metrics_interval_s: float = 10.0,
         hooks: Hooks | Sequence[Hooks] = (),
     ) -> None:
         config = ClientConfig(
@@ -77,6 +82,9 @@ class MoltClient:
             start_timeout_ms=start_timeout_ms,
             max_frame_bytes=max_frame_bytes,
             strict_shm=strict_shm,
+            metrics=metrics,
+            metrics_dir=os.fspath(metrics_dir) if metrics_dir is not None else None,
+            metrics_interval_s=metrics_interval_s,
         )
         self._setup(config, hooks)
 
@@ -91,6 +99,12 @@ class MoltClient:
         self.config = config
         self._transport_class = transport_class(config.transport)
         self._hooks = HookRunner([hooks] if isinstance(hooks, Hooks) else list(hooks))
+        #: Client-side histograms (``metrics`` or ``metrics_dir`` set), else None.
+        self.metrics: ClientMetrics | None = None
+        if config.metrics or config.metrics_dir is not None:
+            self.metrics = ClientMetrics(
+                config.transport, metrics_dir=config.metrics_dir, interval_s=config.metrics_interval_s
+            )
         self._grace_ns = config.deadline_grace_ms * 1_000_000
         # itertools.count's __next__ runs in C under the GIL: ids are unique across threads.
         self._next_request_id = itertools.count(1).__next__
@@ -119,6 +133,8 @@ class MoltClient:
             transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     def __enter__(self) -> MoltClient:
         return self
@@ -353,6 +369,14 @@ class MoltClient:
                 exc.request_id = request_id
                 error = exc
             decode_ns = time.perf_counter_ns() - decode_started_ns
+        if self.metrics is not None:
+            self.metrics.record(
+                entry,
+                reply.status.wire_name,
+                round_trip_ns=round_trip_ns,
+                encode_ns=encode_ns,
+                decode_ns=decode_ns if reply.status is Status.OK else None,
+            )
         if self._hooks.wants_metrics:
             metrics = CallMetrics(
                 queue_us=reply.queue_us,
@@ -369,6 +393,14 @@ class MoltClient:
         return value
 
     def _on_late_reply(self, entry: str, reply: Frame, sent_ns: int) -> None:
+        if self.metrics is not None:
+            self.metrics.record(
+                entry,
+                reply.status.wire_name,
+                round_trip_ns=time.perf_counter_ns() - sent_ns,
+                encode_ns=None,
+                decode_ns=None,
+            )
         if self._hooks.wants_metrics:
             metrics = CallMetrics(
                 queue_us=reply.queue_us,

@@ -43,6 +43,10 @@ class ClientConfig:
     - ``start_timeout_ms``: how long a new worker gets to answer its first ping.
     - ``max_frame_bytes``: the largest reply frame accepted.
     - ``strict_shm``: with the shared-memory transport, fail instead of falling back to stdio.
+    - ``metrics``: keep HDR histograms of round-trip, encode and decode time per entry (the
+      ``hdrhistogram`` package; see docs/operations.md); implied by ``metrics_dir``.
+    - ``metrics_dir``: append them as HdrHistogram interval logs to a file in this directory,
+      every ``metrics_interval_s`` seconds and when the client closes.
     """
 
     worker_cmd: tuple[str, ...] | None = None
@@ -56,6 +60,9 @@ class ClientConfig:
     start_timeout_ms: int = 5000
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     strict_shm: bool = False
+    metrics: bool = False
+    metrics_dir: str | None = None
+    metrics_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.worker_cmd is not None:
@@ -76,6 +83,10 @@ class ClientConfig:
             raise ValueError("timeout_ms must be positive")
         if not self.restart_window_s > 0:
             raise ValueError("restart_window_s must be positive")
+        if self.metrics_dir is not None:
+            object.__setattr__(self, "metrics_dir", os.fspath(self.metrics_dir))
+        if not self.metrics_interval_s > 0:
+            raise ValueError("metrics_interval_s must be positive")
         if not HEADER_LEN <= self.max_frame_bytes <= 0xFFFF_FFFF:
             raise ValueError(f"max_frame_bytes must be between {HEADER_LEN} and {0xFFFF_FFFF}")
 
