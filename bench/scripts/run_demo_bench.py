@@ -72,8 +72,8 @@ class Profile:
 
 
 PROFILES = {
-    "short": Profile("short", concurrency=(1, 32), rows=(200, 20_000), compute_n=(), duration_s=5.0,
-                     warmup_s=1.0, fixed_rate_s=4.0),
+    "short": Profile("short", concurrency=(1, 32), rows=(200, 20_000), compute_n=(), duration_s=4.0,
+                     warmup_s=1.0, fixed_rate_s=3.0),
     "full": Profile("full", concurrency=(1, 8, 32, 64), rows=(0, 200, 2000, 20_000),
                     compute_n=(1000, 20_000, 200_000), duration_s=8.0, warmup_s=2.0, fixed_rate_s=8.0),
 }
