@@ -35,7 +35,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram
 
-__all__ = ["ClientMetrics", "prometheus_text", "SERIES"]
+__all__ = ["ClientMetrics", "prometheus_text", "label_worker_texts", "SERIES"]
 
 #: The series kept per entry, in tag and exposition order.
 SERIES = ("round_trip", "encode", "decode")
@@ -324,6 +324,45 @@ def _render(snapshots: list[tuple[str, dict[str, _EntrySeries]]]) -> str:
                 labels = (("entry", entry), ("transport", transport))
                 out.extend(_histogram_lines(name, labels, entries[entry].histograms[series],
                                             entries[entry].sums_ns[series]))
+    return "".join(out)
+
+
+def label_worker_texts(texts: Mapping[str, str], failures: Mapping[str, str]) -> str:
+    """One exposition from the ``__metrics__`` texts of several workers, keyed by the
+    transport that reached each: every sample gains a ``transport`` label and every family
+    is written once, its samples together (the format requires it), plus
+    ``molt_worker_scrape_ok{transport}`` (1, or 0 for each of ``failures``: transport to a
+    reason, written as a comment)."""
+    headers: dict[str, list[str]] = {}
+    samples: dict[str, list[str]] = {}
+    comments: list[str] = []
+    for transport, text in texts.items():
+        family = ""
+        label = f'transport="{_escape(transport)}"'
+        for line in text.splitlines():
+            if line.startswith(("# HELP ", "# TYPE ")):
+                family = line.split(" ", 3)[2]
+                headers.setdefault(family, [])
+                if len(headers[family]) < 2:
+                    headers[family].append(line + "\n")
+            elif line.startswith("#"):
+                comments.append(f"{line} ({label})\n")
+            elif line.strip():
+                name_end = min(i for i in (line.find("{"), line.find(" "), len(line)) if i >= 0)
+                name, rest = line[:name_end], line[name_end:]
+                labelled = f"{name}{{{label},{rest[1:]}" if rest.startswith("{") else f"{name}{{{label}}}{rest}"
+                samples.setdefault(family, []).append(labelled + "\n")
+    out: list[str] = []
+    _family(out, "molt_worker_scrape_ok", "gauge", "1 if the worker reached by this transport answered __metrics__, else 0.")
+    for transport in texts:
+        out.append(_line("molt_worker_scrape_ok", (("transport", transport),), 1))
+    for transport, reason in failures.items():
+        out.append(_line("molt_worker_scrape_ok", (("transport", transport),), 0))
+        comments.append(f"# molt worker ({transport}) metrics unavailable: {' '.join(reason.split())}\n")
+    for family, lines in headers.items():
+        out.extend(lines)
+        out.extend(samples.get(family, ()))
+    out.extend(comments)
     return "".join(out)
 
 

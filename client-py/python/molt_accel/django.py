@@ -17,9 +17,13 @@ Settings (``settings.MOLT_ACCEL``, every key optional)::
         "BUSY_STATUS": 429,                        # or 503
         "RETRY_AFTER_S": 1,                        # Retry-After on 429 and 503
         "METRICS_PATH": None,                      # JSONL, one line per reply
+        "METRICS": False,                          # client-side HDR histograms
+        "METRICS_DIR": None,                       # ... and .hlog dumps there (implies METRICS)
+        "METRICS_INTERVAL_S": 10,
     }
 
 ``METRICS_PATH`` falls back to the ``MOLT_DEMO_METRICS_PATH`` environment variable.
+:func:`metrics_view` serves the Prometheus text of both sides (docs/operations.md).
 
 Each process has one client per transport, created on first use and closed at exit. A client
 created before a fork (gunicorn's pre-fork model) is never used by the child: the child
@@ -56,7 +60,7 @@ from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.http.response import HttpResponseBase
 
 from ._client import MoltClient
@@ -64,8 +68,9 @@ from ._codecs import get_codec
 from ._config import ClientConfig
 from ._exceptions import Busy, MoltError
 from ._hooks import Hooks, JsonlMetrics
+from ._metrics import label_worker_texts, prometheus_text
 
-__all__ = ["molt_offload", "get_client", "close_clients", "error_response", "STATUS_CODES"]
+__all__ = ["molt_offload", "get_client", "close_clients", "error_response", "metrics_view", "STATUS_CODES"]
 
 logger = logging.getLogger("molt_accel")
 
@@ -269,6 +274,37 @@ def molt_offload(
         return offload  # type: ignore[return-value]
 
     return decorate
+
+
+#: Content type of the Prometheus text exposition format 0.0.4.
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: How long :func:`metrics_view` waits for each worker's ``__metrics__`` reply.
+_WORKER_SCRAPE_TIMEOUT_MS = 2000
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text for a scraper, so neither side needs a port of its own: the client-side
+    histograms of this process's clients (with ``METRICS`` or ``METRICS_DIR``), then what the
+    worker of each client returns for the ``__metrics__`` entry, every sample labelled with its
+    transport. Only clients already in use are scraped (a scrape creates none). It has no
+    authentication: route it on an internal path (``path("internal/metrics", metrics_view)``).
+    Each process answers for itself; see docs/operations.md for pre-forked servers."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    state = _state
+    with state.lock:
+        clients = dict(state.clients)
+    texts: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    for transport, client in clients.items():
+        try:
+            reply = client.call("__metrics__", b"", codec="raw", timeout_ms=_WORKER_SCRAPE_TIMEOUT_MS)
+            texts[transport] = reply.decode("utf-8", "replace")
+        except MoltError as exc:
+            failures[transport] = f"{type(exc).__name__}: {exc.safe_message}"
+    sources = [client.metrics for client in clients.values() if client.metrics is not None]
+    body = prometheus_text(sources) + label_worker_texts(texts, failures)
+    return HttpResponse(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
