@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import MakeClient, wait_until
 from molt_accel import InvalidInput
-from molt_accel._metrics import ClientMetrics, prometheus_text
+from molt_accel._metrics import ClientMetrics, label_worker_texts, prometheus_text
 
 
 def log_counts(path: Path) -> dict[str, int]:
@@ -123,3 +123,28 @@ def test_buckets_are_cumulative_and_never_hold_a_value_above_their_bound() -> No
     assert bucket[5e-6] == 4
     assert bucket[60.0] == 4  # 70 s is above the last bound
     assert bucket[float("inf")] == 5
+
+
+def test_worker_texts_from_several_transports_merge_into_one_valid_exposition() -> None:
+    worker_text = (
+        "# HELP molt_worker_replies_total Replies.\n# TYPE molt_worker_replies_total counter\n"
+        'molt_worker_replies_total{entry="echo",status="Ok"} 3\n'
+        "# HELP molt_worker_admission_queue_depth Depth.\n# TYPE molt_worker_admission_queue_depth gauge\n"
+        "molt_worker_admission_queue_depth 2\n"
+    )
+    merged = label_worker_texts({"stdio": worker_text, "shm": worker_text}, {"other": "Busy: full"})
+    families = {family.name: family for family in text_string_to_metric_families(merged)}
+    replies = families["molt_worker_replies"].samples
+    assert sorted(sample.labels["transport"] for sample in replies) == ["shm", "stdio"]
+    assert all(sample.value == 3 and sample.labels["entry"] == "echo" for sample in replies)
+    assert {s.labels["transport"]: s.value for s in families["molt_worker_admission_queue_depth"].samples} == {
+        "stdio": 2,
+        "shm": 2,
+    }
+    assert {s.labels["transport"]: s.value for s in families["molt_worker_scrape_ok"].samples} == {
+        "stdio": 1,
+        "shm": 1,
+        "other": 0,
+    }
+    assert merged.count("# TYPE molt_worker_replies_total counter") == 1
+    assert "# molt worker (other) metrics unavailable: Busy: full" in merged
