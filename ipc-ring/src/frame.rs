@@ -41,6 +41,11 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
 pub const REQUEST_ID_OFFSET: usize = 16;
 /// Byte offset of `deadline_ns` in the header, for readers that peek before decoding.
 pub const DEADLINE_OFFSET: usize = 24;
+/// Byte offset of `entry_len` (u16) in the header, for readers that peek before decoding.
+pub const ENTRY_LEN_OFFSET: usize = 12;
+/// Byte offset of `payload_len` (u32, the header's last field), for readers that peek before
+/// decoding.
+pub const PAYLOAD_LEN_OFFSET: usize = 44;
 
 /// What a frame is for.
 ///
@@ -479,7 +484,8 @@ pub fn declared_len(buf: &[u8]) -> Result<u64, DecodeError> {
         return Err(DecodeError::BadVersion(buf[4]));
     }
     // u64 arithmetic: two u32-sized lengths plus 48 cannot overflow it.
-    Ok(HEADER_LEN as u64 + u64::from(u16_at(buf, 12)) + u64::from(u32_at(buf, 44)))
+    let entry_len = u64::from(u16_at(buf, ENTRY_LEN_OFFSET));
+    Ok(HEADER_LEN as u64 + entry_len + u64::from(u32_at(buf, PAYLOAD_LEN_OFFSET)))
 }
 
 /// The `(request_id, deadline_ns)` of a frame, read at their fixed offsets without decoding
@@ -526,7 +532,7 @@ pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, DecodeErr
     if flags & !KNOWN_FLAGS != 0 {
         return Err(invalid(InvalidField::Flags(flags)));
     }
-    let entry_len = u16_at(buf, 12);
+    let entry_len = u16_at(buf, ENTRY_LEN_OFFSET);
     let reserved = u16_at(buf, 14);
     if reserved != 0 {
         return Err(invalid(InvalidField::Reserved(reserved)));
