@@ -8,20 +8,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use molt_ipc_ring::frame::{DEFAULT_MAX_FRAME_BYTES, HEADER_LEN};
+use molt_ipc_ring::ring;
+use molt_ipc_ring::wait::WaitConfig;
 
 use crate::metrics::MetricsConfig;
 
 /// Usage text printed by `--help` and after a usage error.
 pub const USAGE: &str = "\
-usage: molt_worker --stdio --exports PATH [options]
+usage: molt_worker (--stdio | --socket PATH | --stdio --socket PATH) --exports PATH [options]
 
-transport (exactly one):
+transports (one or both):
   --stdio                   frames on stdin/stdout, each preceded by a u32 LE length
+  --socket PATH             shared memory: clients connect to this unix socket and get a
+                            segment each; the directory is created 0700 if missing
+  --ring-bytes N            data area of each ring, a power of two (default 1048576); the
+                            largest frame a ring carries is N/2 - 8 bytes
+  --spin-us N               microseconds a connection polls its ring before sleeping (default 50)
 
 options:
   --exports PATH            exports manifest (JSON): which entries are enabled
   --max-queue N             admission queue length; a full queue answers Busy (default 64)
-  --max-frame-bytes N       largest frame accepted, header included (default 16777216)
+  --max-frame-bytes N       largest frame accepted, header included (default 16777216, or
+                            what a ring carries with --socket; more than that is refused)
   --compute-threads N       threads running non-inline entries (default: number of cores)
 
 metrics (docs/operations.md):
@@ -33,12 +41,31 @@ metrics (docs/operations.md):
 
 Logs go to stderr; RUST_LOG sets the level (error, warn, info, debug, trace; default info).";
 
-/// How clients reach the worker.
+/// How clients reach the worker: stdio, shared memory, or both at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// One client on stdin/stdout.
     Stdio,
+    /// Clients connect to a unix socket and get a shared-memory segment each.
+    Socket(SocketConfig),
+    /// Both: the stdio client and any number of socket clients, one dispatcher.
+    StdioAndSocket(SocketConfig),
 }
+
+/// Settings of the shared-memory transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketConfig {
+    /// Where the control socket listens.
+    pub path: PathBuf,
+    /// Data area of each ring, both ways; a valid ring capacity.
+    pub ring_bytes: usize,
+    /// How long a connection thread polls its empty request ring before sleeping.
+    pub spin: Duration,
+}
+
+/// Default ring size: 1 MiB each way, frames up to 512 KiB. A memfd's pages are only
+/// allocated when touched, so an idle connection costs far less than that.
+const DEFAULT_RING_BYTES: usize = 1 << 20;
 
 /// Everything the command line sets.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,10 +113,13 @@ fn usage_error(message: impl Into<String>) -> UsageError {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
-    let mut transport = None;
+    let mut stdio = false;
+    let mut socket = None;
+    let mut ring_bytes = DEFAULT_RING_BYTES;
+    let mut spin = WaitConfig::DEFAULT_SPIN;
     let mut exports = None;
     let mut max_queue = 64;
-    let mut max_frame_bytes = DEFAULT_MAX_FRAME_BYTES;
+    let mut max_frame_bytes = None;
     let mut compute_threads = None;
     let mut metrics = MetricsConfig {
         record: true,
@@ -113,17 +143,30 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
-            "--stdio" => set_transport(&mut transport, Transport::Stdio)?,
+            "--stdio" => stdio = true,
+            "--socket" => socket = Some(PathBuf::from(value("--socket")?)),
+            "--ring-bytes" => {
+                ring_bytes = positive("--ring-bytes", &value("--ring-bytes")?)?;
+                if !ring::is_valid_capacity(ring_bytes) {
+                    return Err(usage_error(format!(
+                        "--ring-bytes must be a power of two between {} and {}, got {ring_bytes}",
+                        ring::MIN_CAPACITY,
+                        ring::MAX_CAPACITY
+                    )));
+                }
+            }
+            "--spin-us" => spin = spin_window(&value("--spin-us")?)?,
             "--exports" => exports = Some(PathBuf::from(value("--exports")?)),
             "--max-queue" => max_queue = positive("--max-queue", &value("--max-queue")?)?,
             "--max-frame-bytes" => {
-                max_frame_bytes = positive("--max-frame-bytes", &value("--max-frame-bytes")?)?;
-                if max_frame_bytes < HEADER_LEN || max_frame_bytes > u32::MAX as usize {
+                let bytes = positive("--max-frame-bytes", &value("--max-frame-bytes")?)?;
+                if bytes < HEADER_LEN || bytes > u32::MAX as usize {
                     return Err(usage_error(format!(
                         "--max-frame-bytes must be between {HEADER_LEN} and {}",
                         u32::MAX
                     )));
                 }
+                max_frame_bytes = Some(bytes);
             }
             "--compute-threads" => {
                 compute_threads = Some(positive("--compute-threads", &value("--compute-threads")?)?)
@@ -135,7 +178,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             other => return Err(usage_error(format!("unknown argument: {other}"))),
         }
     }
-    let transport = transport.ok_or_else(|| usage_error("choose a transport: --stdio"))?;
+    let socket = socket.map(|path| SocketConfig {
+        path,
+        ring_bytes,
+        spin,
+    });
+    let max_frame_bytes = frame_limit(max_frame_bytes, socket.as_ref())?;
+    let transport = match (stdio, socket) {
+        (true, None) => Transport::Stdio,
+        (false, Some(socket)) => Transport::Socket(socket),
+        (true, Some(socket)) => Transport::StdioAndSocket(socket),
+        (false, None) => {
+            return Err(usage_error(
+                "choose a transport: --stdio, --socket PATH or both",
+            ))
+        }
+    };
     let exports = exports.ok_or_else(|| usage_error("--exports PATH is required"))?;
     let compute_threads = compute_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()));
@@ -167,9 +225,9 @@ fn interval(value: &str) -> Result<Duration, UsageError> {
 
 /// A loopback socket address: the endpoint has no authentication, so it never faces a network.
 fn loopback(value: &str) -> Result<SocketAddr, UsageError> {
-    let addr: SocketAddr = value.parse().map_err(|_| {
-        usage_error(format!("--metrics-listen takes IP:PORT, got {value:?}"))
-    })?;
+    let addr: SocketAddr = value
+        .parse()
+        .map_err(|_| usage_error(format!("--metrics-listen takes IP:PORT, got {value:?}")))?;
     if !addr.ip().is_loopback() {
         return Err(usage_error(format!(
             "--metrics-listen must be a loopback address (127.0.0.1 or [::1]), got {addr}"
@@ -178,11 +236,44 @@ fn loopback(value: &str) -> Result<SocketAddr, UsageError> {
     Ok(addr)
 }
 
-fn set_transport(slot: &mut Option<Transport>, transport: Transport) -> Result<(), UsageError> {
-    if slot.replace(transport).is_some() {
-        return Err(usage_error("choose exactly one transport"));
+/// The largest frame the worker accepts: one limit for every transport. A ring record holds
+/// one whole frame, so with `--socket` the limit is at most what a ring carries: an explicit
+/// larger `--max-frame-bytes` is refused rather than silently lowered, and the default
+/// shrinks to fit.
+fn frame_limit(
+    requested: Option<usize>,
+    socket: Option<&SocketConfig>,
+) -> Result<usize, UsageError> {
+    let Some(socket) = socket else {
+        return Ok(requested.unwrap_or(DEFAULT_MAX_FRAME_BYTES));
+    };
+    let ring_max = ring::max_record_len(socket.ring_bytes);
+    if ring_max < HEADER_LEN {
+        return Err(usage_error(format!(
+            "--ring-bytes {} carries no frame; the smallest frame is {HEADER_LEN} bytes",
+            socket.ring_bytes
+        )));
     }
-    Ok(())
+    match requested {
+        None => Ok(DEFAULT_MAX_FRAME_BYTES.min(ring_max)),
+        Some(bytes) if bytes <= ring_max => Ok(bytes),
+        Some(bytes) => Err(usage_error(format!(
+            "--max-frame-bytes {bytes} exceeds the {ring_max} bytes a ring of --ring-bytes {} \
+             carries; raise --ring-bytes",
+            socket.ring_bytes
+        ))),
+    }
+}
+
+/// A spin window in whole microseconds; 0 sleeps at once, and more than 10 ms would burn a
+/// core for nothing on a small machine.
+fn spin_window(value: &str) -> Result<Duration, UsageError> {
+    match value.parse::<u64>() {
+        Ok(micros) if micros <= 10_000 => Ok(Duration::from_micros(micros)),
+        _ => Err(usage_error(format!(
+            "--spin-us takes microseconds between 0 and 10000, got {value:?}"
+        ))),
+    }
 }
 
 fn positive(name: &str, value: &str) -> Result<usize, UsageError> {
@@ -268,13 +359,21 @@ mod tests {
         };
         assert_eq!(config.metrics.dir, Some(PathBuf::from("/tmp/m")));
         assert_eq!(config.metrics.interval, Duration::from_millis(500));
-        assert_eq!(config.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
         assert!(parse(args("--stdio --exports m --metrics-listen [::1]:0")).is_ok());
     }
 
     #[test]
     fn a_non_loopback_metrics_address_is_refused() {
-        for addr in ["0.0.0.0:9464", "192.168.1.2:9464", "[::]:9464", "localhost:9464"] {
+        for addr in [
+            "0.0.0.0:9464",
+            "192.168.1.2:9464",
+            "[::]:9464",
+            "localhost:9464",
+        ] {
             let line = format!("--stdio --exports m --metrics-listen {addr}");
             assert!(parse(args(&line)).is_err(), "{addr}");
         }
@@ -292,7 +391,73 @@ mod tests {
     fn no_metrics_excludes_logging_and_serving_them() {
         assert!(parse(args("--stdio --exports m --no-metrics")).is_ok());
         assert!(parse(args("--stdio --exports m --no-metrics --metrics-dir d")).is_err());
-        assert!(parse(args("--stdio --exports m --no-metrics --metrics-listen 127.0.0.1:1")).is_err());
+        assert!(parse(args(
+            "--stdio --exports m --no-metrics --metrics-listen 127.0.0.1:1"
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn a_socket_alone_or_with_stdio_is_a_transport() {
+        let Command::Run(config) = parse(args("--socket /run/m/w.sock --exports m")).unwrap()
+        else {
+            panic!("not run")
+        };
+        let socket = SocketConfig {
+            path: PathBuf::from("/run/m/w.sock"),
+            ring_bytes: DEFAULT_RING_BYTES,
+            spin: WaitConfig::DEFAULT_SPIN,
+        };
+        assert_eq!(config.transport, Transport::Socket(socket.clone()));
+        let Command::Run(config) =
+            parse(args("--stdio --exports m --socket /run/m/w.sock")).unwrap()
+        else {
+            panic!("not run")
+        };
+        assert_eq!(config.transport, Transport::StdioAndSocket(socket));
+    }
+
+    #[test]
+    fn with_a_socket_the_default_frame_limit_is_what_a_ring_carries() {
+        let Command::Run(config) = parse(args(
+            "--socket s --exports m --ring-bytes 65536 --spin-us 0",
+        ))
+        .unwrap() else {
+            panic!("not run")
+        };
+        assert_eq!(config.max_frame_bytes, ring::max_record_len(65536));
+        let Transport::Socket(socket) = config.transport else {
+            panic!("not a socket")
+        };
+        assert_eq!(socket.spin, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_frame_limit_beyond_the_ring_is_refused() {
+        let err = parse(args(
+            "--socket s --exports m --ring-bytes 65536 --max-frame-bytes 65536",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("raise --ring-bytes"), "{err}");
+        assert!(parse(args(
+            "--socket s --exports m --ring-bytes 65536 --max-frame-bytes 4096"
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn bad_ring_sizes_and_spin_windows_are_refused() {
+        for extra in [
+            "--ring-bytes 1000",
+            "--ring-bytes 32",
+            "--ring-bytes 64",
+            "--spin-us 20000",
+            "--spin-us x",
+        ] {
+            let line = format!("--socket s --exports m {extra}");
+            assert!(parse(args(&line)).is_err(), "{extra}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `molt_worker`: runs exported entries for molt clients.
 //!
-//! Exit codes: 0 after EOF on stdin or SIGTERM, 1 when start-up fails (unreadable or invalid
+//! Exit codes: 0 after EOF on stdin (with `--stdio`) or SIGTERM, 1 when start-up fails (unreadable or invalid
 //! exports manifest, ...), 2 on a usage error, 3 after a broken input stream.
 
 mod clock;
@@ -24,6 +24,7 @@ use entries::Entry;
 use manifest::{EntryOptions, Manifest};
 use metrics::entry::MetricsEntry;
 use metrics::WorkerMetrics;
+use transport::shm::Shm;
 use transport::stdio::Stdio;
 use transport::Ended;
 
@@ -92,30 +93,75 @@ fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
         limits.compute_threads,
         limits.max_frame_bytes
     );
-    let ended = match config.transport {
+    let ended = match &config.transport {
         Transport::Stdio => {
             let stdio = Arc::new(Stdio::start(&dispatcher, config.max_frame_bytes)?);
-            let mut terminate = {
-                let _context = runtime.enter();
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
-            };
             let on_terminate = Arc::clone(&stdio);
             let metrics_at_exit = Arc::clone(&metrics);
-            runtime.spawn(async move {
-                if terminate.recv().await.is_some() {
-                    log::info!("SIGTERM: cancelling calls in flight and exiting");
-                    on_terminate.finish();
-                    metrics_at_exit.finish();
-                    // The reader thread is blocked in read(2) on stdin; the process ends here.
-                    std::process::exit(0);
-                }
-            });
+            on_sigterm(&runtime, move || {
+                on_terminate.finish();
+                metrics_at_exit.finish();
+                // The reader thread is blocked in read(2) on stdin; the process ends here.
+                std::process::exit(0);
+            })?;
             stdio.run()?
+        }
+        Transport::Socket(socket) => {
+            let shm = Arc::new(Shm::bind(socket, &dispatcher, config.max_frame_bytes)?);
+            log::info!("shared memory: listening on {}", shm.path().display());
+            let on_terminate = Arc::clone(&shm);
+            on_sigterm(&runtime, move || on_terminate.stop())?;
+            shm.run();
+            Ended::Cleanly
+        }
+        Transport::StdioAndSocket(socket) => {
+            let shm = Arc::new(Shm::bind(socket, &dispatcher, config.max_frame_bytes)?);
+            log::info!("shared memory: listening on {}", shm.path().display());
+            let accepting = {
+                let shm = Arc::clone(&shm);
+                std::thread::Builder::new()
+                    .name("molt-shm-accept".into())
+                    .spawn(move || shm.run())?
+            };
+            let stdio = Arc::new(Stdio::start(&dispatcher, config.max_frame_bytes)?);
+            let (stdio_at_exit, shm_at_exit) = (Arc::clone(&stdio), Arc::clone(&shm));
+            let metrics_at_exit = Arc::clone(&metrics);
+            on_sigterm(&runtime, move || {
+                stdio_at_exit.finish();
+                shm_at_exit.stop();
+                metrics_at_exit.finish();
+                // As with stdio alone: the reader thread is blocked on stdin.
+                std::process::exit(0);
+            })?;
+            let ended = stdio.run()?;
+            shm.stop();
+            // The accept thread only ends by returning.
+            let _ = accepting.join();
+            ended
         }
     };
     dispatcher.stop();
     metrics.finish();
     Ok(ended)
+}
+
+/// Runs `finish` on the runtime's thread when SIGTERM arrives: answer calls in flight, let go
+/// of clients, and end the process (or let `main` end it).
+fn on_sigterm(
+    runtime: &tokio::runtime::Runtime,
+    finish: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    let mut terminate = {
+        let _context = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+    };
+    runtime.spawn(async move {
+        if terminate.recv().await.is_some() {
+            log::info!("SIGTERM: cancelling calls in flight and exiting");
+            finish();
+        }
+    });
+    Ok(())
 }
 
 /// SIGUSR1 logs an interval now; `--metrics-listen` serves `GET /metrics`. Binds before

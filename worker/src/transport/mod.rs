@@ -1,6 +1,7 @@
 //! Transports: how frames reach the dispatcher and replies reach the peer. A transport knows
 //! framing and connection lifetime; what a frame means is the dispatcher's business.
 
+pub mod shm;
 pub mod stdio;
 
 /// How a transport's run ended, which decides the process's exit code.

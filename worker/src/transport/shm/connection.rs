@@ -1,0 +1,373 @@
+//! One client's segment: the thread that consumes its request ring, and the sink that writes
+//! replies into its response ring.
+
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use molt_ipc_ring::frame::{
+    self, Frame, Kind, ENTRY_LEN_OFFSET, HEADER_LEN, MAX_ENTRY_LEN, PAYLOAD_LEN_OFFSET,
+};
+use molt_ipc_ring::handshake::{self, HandshakeError};
+use molt_ipc_ring::platform::peer::peer_hung_up;
+use molt_ipc_ring::ring::{Consumer, PopError, Producer, PushError};
+use molt_ipc_ring::segment::{SegmentConfig, WorkerSide};
+use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
+
+use crate::clock;
+use crate::dispatcher::{Connection, Dispatcher, ReplySink};
+
+/// How long a reply waits for room in a full response ring before the connection is declared
+/// broken. The client drains its ring whenever it waits for a reply, so a full ring means it
+/// stopped reading; this covers a long garbage-collection pause, and bounds how long a compute
+/// thread can be held by a client that will never read again.
+const RESPONSE_RING_GRACE: Duration = Duration::from_secs(1);
+/// Pause between two attempts to reply into a full response ring.
+const RESPONSE_RING_RETRY: Duration = Duration::from_micros(50);
+
+/// The settings every connection shares.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionSettings {
+    /// Sizes of the rings of each new segment.
+    pub segment: SegmentConfig,
+    /// Spin window and sleep slice of the request ring's consumer.
+    pub wait: WaitConfig,
+    /// Largest frame accepted (at most what a ring record holds).
+    pub max_frame_bytes: usize,
+}
+
+/// Why a connection ended.
+enum End {
+    /// The client hung up or closed the segment.
+    PeerGone,
+    /// The worker is shutting down.
+    Stopping,
+    /// The response ring stayed full, or broke; nothing more can be sent (already logged).
+    RepliesBroken,
+    /// The segment or a frame in it cannot be trusted.
+    Corrupt(String),
+}
+
+/// Serves one accepted control connection until the client goes away or `stopping` is set:
+/// handshake, then requests to the dispatcher, replies to the response ring. Everything the
+/// connection held (segment mapping, socket, in-flight calls) is released on return.
+pub fn serve(
+    stream: UnixStream,
+    dispatcher: &Arc<Dispatcher>,
+    settings: &ConnectionSettings,
+    stopping: &AtomicBool,
+) {
+    let segment = match handshake::offer(&stream, &settings.segment) {
+        Ok(segment) => segment,
+        Err(HandshakeError::ForeignPeer { uid }) => {
+            log::warn!("refused a connection from uid {uid}: only this worker's user is served");
+            return;
+        }
+        Err(err) => {
+            log::warn!("shared-memory handshake failed: {err}");
+            return;
+        }
+    };
+    let WorkerSide {
+        mut requests,
+        responses,
+        state,
+    } = segment;
+    let sink = Arc::new(RingSink::new(responses));
+    let connection = dispatcher.connect(Arc::clone(&sink) as Arc<dyn ReplySink>);
+    let is_closed = || {
+        // Relaxed: a flag polled once per sleep slice; a late sighting costs one more slice.
+        stopping.load(Ordering::Relaxed)
+            || sink.is_broken()
+            || state.is_closed()
+            || peer_hung_up(&stream).unwrap_or(true)
+    };
+    let end = consume_requests(
+        &mut requests,
+        &connection,
+        settings,
+        stopping,
+        &sink,
+        is_closed,
+    );
+    match end {
+        End::PeerGone => {
+            log::debug!("shared-memory client gone; cancelling its calls in flight");
+            connection.close();
+        }
+        End::Stopping => connection.shutdown(),
+        End::RepliesBroken => connection.close(),
+        End::Corrupt(reason) => {
+            log::warn!("closing a shared-memory connection: {reason}");
+            connection.fail_stream(&reason);
+        }
+    }
+    // Tells the client at once (and wakes it if it sleeps on its response ring), instead of
+    // leaving it to notice the socket's end.
+    state.close();
+    sink.close();
+    // `requests`, `state` and `stream` drop here; with the sink's producer gone, that was the
+    // last reference to the mapping, whatever calls may still be running.
+}
+
+/// Pops requests and submits them until the connection ends.
+fn consume_requests(
+    requests: &mut Consumer,
+    connection: &Connection,
+    settings: &ConnectionSettings,
+    stopping: &AtomicBool,
+    sink: &RingSink,
+    mut is_closed: impl FnMut() -> bool,
+) -> End {
+    // Header and entry name of the frame at the front of the ring: the whole frame when it is
+    // small (most calls), so those are copied out of shared memory once and never allocated.
+    let mut head = [0u8; HEADER_LEN + MAX_ENTRY_LEN];
+    let mut large = Vec::new();
+    loop {
+        // Relaxed: as in `is_closed`; checked per record so a flood cannot hold off shutdown.
+        if stopping.load(Ordering::Relaxed) {
+            return End::Stopping;
+        }
+        if sink.is_broken() {
+            return End::RepliesBroken;
+        }
+        match requests.wait(u64::MAX, &settings.wait, &mut is_closed) {
+            Ok(WaitOutcome::Ready) => {}
+            Ok(WaitOutcome::Closed | WaitOutcome::TimedOut) => {
+                // Relaxed: as above.
+                if stopping.load(Ordering::Relaxed) {
+                    return End::Stopping;
+                }
+                if sink.is_broken() {
+                    return End::RepliesBroken;
+                }
+                return End::PeerGone;
+            }
+            Err(err) => return End::Corrupt(err.to_string()),
+        }
+        let record = match requests.pop() {
+            Ok(record) => record,
+            Err(PopError::Empty) => continue,
+            Err(PopError::Corrupt(corrupt)) => return End::Corrupt(corrupt.to_string()),
+        };
+        // The peer may rewrite the slot at any time, so every decision below is made on the
+        // copy, never on the ring; and the record is consumed before the dispatcher runs
+        // anything, freeing its room for the client's next call.
+        let len = record.len();
+        record.copy_prefix(&mut head);
+        let frame: &[u8] = if len <= head.len() {
+            record.consume();
+            &head[..len]
+        } else if let Some(kept) = strip_expired_payload(&mut head, len, settings.max_frame_bytes) {
+            record.consume();
+            &head[..kept]
+        } else {
+            large.clear();
+            record.append_to(&mut large);
+            record.consume();
+            &large
+        };
+        // `large` keeps its capacity: at most one ring record (half the ring) per connection.
+        if let Err(err) = connection.submit(frame) {
+            return End::Corrupt(err.to_string());
+        }
+    }
+}
+
+/// For a call whose deadline has already passed (read from the copied header): clears the
+/// payload length in `head` and returns how many bytes of it form a frame without payload,
+/// so the dispatcher answers Timeout, with its usual checks and metrics, without the payload
+/// ever leaving shared memory. The dispatcher looks at nothing but the header and entry name
+/// of a call that arrives past its deadline. `None` (copy the whole frame and let the
+/// dispatcher judge it) for anything else, including frames whose lengths disagree or exceed
+/// the limit, so errors are reported exactly as for any other frame.
+fn strip_expired_payload(
+    head: &mut [u8; HEADER_LEN + MAX_ENTRY_LEN],
+    record_len: usize,
+    max_frame_bytes: usize,
+) -> Option<usize> {
+    let (_, deadline_ns) = frame::peek_deadline(head)?;
+    let is_call = head[5] == Kind::Call as u8;
+    if !is_call || deadline_ns == 0 || !clock::until(deadline_ns).is_zero() {
+        return None;
+    }
+    if record_len > max_frame_bytes || frame::declared_len(head).ok()? != record_len as u64 {
+        return None;
+    }
+    let entry_len = usize::from(u16::from_le_bytes([
+        head[ENTRY_LEN_OFFSET],
+        head[ENTRY_LEN_OFFSET + 1],
+    ]));
+    if entry_len > MAX_ENTRY_LEN {
+        return None;
+    }
+    head[PAYLOAD_LEN_OFFSET..PAYLOAD_LEN_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+    Some(HEADER_LEN + entry_len)
+}
+
+/// Replies into a response ring. Compute threads and the connection thread all reply, so
+/// the producer sits behind a mutex held only while one reply is written into the ring.
+struct RingSink {
+    /// `None` once the connection ended or broke: replies are dropped, and the mapping is
+    /// released even while a call still runs.
+    producer: Mutex<Option<Producer>>,
+    /// Set when the response ring stayed full past the grace period, or broke.
+    broken: AtomicBool,
+    /// Set when the connection ends, so a reply waiting for room gives up at once.
+    closed: AtomicBool,
+}
+
+impl RingSink {
+    fn new(producer: Producer) -> Self {
+        Self {
+            producer: Mutex::new(Some(producer)),
+            broken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        // Relaxed: a flag; the connection thread acts on it, nothing is published through it.
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Producer>> {
+        // Nothing panics under this lock (ring errors are values); recover if it ever did.
+        self.producer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops the producer, and with it this sink's hold on the segment.
+    fn close(&self) {
+        // Relaxed: only shortens a wait for room; the lock below orders the rest.
+        self.closed.store(true, Ordering::Relaxed);
+        self.lock().take();
+    }
+
+    fn give_up(&self, producer: &mut Option<Producer>, why: &str) {
+        log::warn!("closing a shared-memory connection: {why}");
+        producer.take();
+        // Relaxed: see `is_broken`.
+        self.broken.store(true, Ordering::Relaxed);
+    }
+}
+
+impl ReplySink for RingSink {
+    fn send_reply(&self, frame: &Frame<'_>) {
+        let mut header = [0u8; HEADER_LEN];
+        frame.write_header(&mut header);
+        let len = frame.encoded_len();
+        let mut guard = self.lock();
+        let mut full_since = None;
+        loop {
+            let Some(producer) = guard.as_mut() else {
+                return;
+            };
+            match producer.reserve(len) {
+                Ok(mut slot) => {
+                    slot.write(&header);
+                    slot.write(frame.entry.as_bytes());
+                    slot.write(frame.payload);
+                    // Wakes the client only if its sleeping word says it sleeps.
+                    slot.commit();
+                    return;
+                }
+                Err(PushError::Full) => {
+                    let since = *full_since.get_or_insert_with(Instant::now);
+                    // Relaxed: see `close`.
+                    if self.closed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if since.elapsed() >= RESPONSE_RING_GRACE {
+                        let why = format!(
+                            "the client left its response ring full for {RESPONSE_RING_GRACE:?}"
+                        );
+                        return self.give_up(&mut guard, &why);
+                    }
+                    // Holding the lock: every other reply of this connection would find the
+                    // ring just as full.
+                    std::thread::sleep(RESPONSE_RING_RETRY);
+                }
+                // The frame limit is at most a ring record (config.rs), so a reply the
+                // dispatcher lets through always fits; this only guards that invariant.
+                Err(PushError::TooLarge { len, max }) => {
+                    log::error!("a reply of {len} bytes exceeds the ring's {max}; dropped");
+                    return;
+                }
+                Err(PushError::Corrupt(corrupt)) => {
+                    return self.give_up(&mut guard, &corrupt.to_string());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use molt_ipc_ring::frame::Codec;
+
+    fn head_of(bytes: &[u8]) -> [u8; HEADER_LEN + MAX_ENTRY_LEN] {
+        let mut head = [0u8; HEADER_LEN + MAX_ENTRY_LEN];
+        let n = bytes.len().min(head.len());
+        head[..n].copy_from_slice(&bytes[..n]);
+        head
+    }
+
+    #[test]
+    fn an_expired_call_keeps_its_header_and_entry_and_loses_its_payload() {
+        let bytes = Frame::call(9, "spin", Codec::Json, &[b'x'; 1000])
+            .with_deadline_ns(1)
+            .encode_to_vec();
+        let mut head = head_of(&bytes);
+        let kept = strip_expired_payload(&mut head, bytes.len(), 1 << 20).unwrap();
+        let frame = frame::decode(&head[..kept], 1 << 20).unwrap();
+        assert_eq!(
+            (
+                frame.request_id,
+                frame.entry,
+                frame.deadline_ns,
+                frame.payload.len()
+            ),
+            (9, "spin", 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_call_with_time_left_or_no_deadline_is_copied_whole() {
+        let later = clock::monotonic_now_ns() + 60_000_000_000;
+        for deadline in [0, later] {
+            let bytes = Frame::call(1, "spin", Codec::Json, &[0; 1000])
+                .with_deadline_ns(deadline)
+                .encode_to_vec();
+            assert_eq!(
+                strip_expired_payload(&mut head_of(&bytes), bytes.len(), 1 << 20),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn an_expired_frame_that_breaks_the_rules_is_left_to_the_dispatcher() {
+        let bytes = Frame::call(1, "spin", Codec::Json, &[0; 1000])
+            .with_deadline_ns(1)
+            .encode_to_vec();
+        // Too large for the limit, lengths that disagree with the record, not a call.
+        assert_eq!(
+            strip_expired_payload(&mut head_of(&bytes), bytes.len(), 500),
+            None
+        );
+        assert_eq!(
+            strip_expired_payload(&mut head_of(&bytes), bytes.len() + 8, 1 << 20),
+            None
+        );
+        let mut cancel = head_of(&bytes);
+        cancel[5] = Kind::Cancel as u8;
+        assert_eq!(
+            strip_expired_payload(&mut cancel, bytes.len(), 1 << 20),
+            None
+        );
+    }
+}
