@@ -4,7 +4,8 @@ A `ProcessSampler` thread wakes every `interval_s`, finds the processes of each 
 is a callable returning pids, so processes that appear mid-run are picked up), and records
 per-pid cumulative CPU ticks and the summed VmRSS of the role. At `stop()` it reports, per
 role, the CPU used during the window as a percentage of one core (200 % = both cores of a
-2-core machine busy) and the peak of the summed resident set.
+2-core machine busy) and the peak of the summed resident set; and the whole machine's busy
+CPU over the same window, so a step disturbed by unrelated work can be told apart.
 
 Linux only: it reads `/proc/<pid>/stat`, `/proc/<pid>/status` and `/proc/<pid>/task/*/children`.
 """
@@ -43,6 +44,15 @@ def read_rss_kib(pid: int) -> int:
     except OSError:
         return 0
     return 0
+
+
+def read_machine_busy_ticks() -> int:
+    """CPU ticks every core spent on anything but idle and iowait since boot (/proc/stat)."""
+    with open("/proc/stat", "rb") as stat_file:
+        fields = [int(value) for value in stat_file.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+    idle = fields[3] + fields[4]
+    return sum(fields[:8]) - idle
 
 
 def process_name(pid: int) -> str:
@@ -108,9 +118,14 @@ class ProcessSampler:
         self._thread = threading.Thread(target=self._run, name="procstat", daemon=True)
         self._started_at = 0.0
         self._stopped_at = 0.0
+        self._machine_busy_at_start = 0
+        self._machine_busy_ticks = 0
+        self.machine_cpu_pct = 0.0
+        """After `stop()`: every process's CPU over the window, as a percentage of one core."""
 
     def start(self) -> None:
         """Takes the first sample now and keeps sampling until `stop()`."""
+        self._machine_busy_at_start = read_machine_busy_ticks()
         self._started_at = time.monotonic()
         self._sample(first=True)
         self._thread.start()
@@ -121,6 +136,7 @@ class ProcessSampler:
         self._thread.join()
         self._sample()
         self._stopped_at = time.monotonic()
+        self._machine_busy_ticks = read_machine_busy_ticks() - self._machine_busy_at_start
         elapsed_s = max(self._stopped_at - self._started_at, 1e-9)
         usage: dict[str, RoleUsage] = {}
         for role in self._roles:
@@ -132,6 +148,7 @@ class ProcessSampler:
                 rss_mb=self._peak_rss_kib[role] / 1024.0,
                 processes=len(self._last_ticks[role]),
             )
+        self.machine_cpu_pct = 100.0 * self._machine_busy_ticks / CLOCK_TICKS_PER_S / elapsed_s
         return usage
 
     def _run(self) -> None:

@@ -28,6 +28,8 @@ TWINS = {
     "/offload_async": "/baseline",
     "/offload/compute": "/baseline/compute",
 }
+# Mean CPU of unrelated processes (percent of one core) above which a run is flagged.
+DISTURBED_OTHER_CPU_PCT = 20.0
 ENDPOINT_ORDER = ["/baseline", "/offload", "/offload_async", "/baseline/compute", "/offload/compute"]
 
 
@@ -133,6 +135,16 @@ def summary_markdown(result: dict[str, Any]) -> str:
         f"{' (dirty)' if result['git']['dirty'] else ''}.",
         "",
     ]
+    others = [run["other_cpu_pct"] for run in result["runs"] if run.get("other_cpu_pct") is not None]
+    if others:
+        mean_other = sum(others) / len(others)
+        lines += [
+            f"Other processes on the machine used {mean_other:.0f} % of one core on average during the "
+            f"steps (at most {max(others):.0f} %)"
+            + (": **the machine was busy with other work; treat the figures as disturbed.**"
+               if mean_other > DISTURBED_OTHER_CPU_PCT else "."),
+            "",
+        ]
     top = headline(result)
     if top is not None:
         crossover = top["crossover_rows"]
@@ -179,13 +191,14 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "## Resources and worker metrics per step",
         "",
         "CPU is a percentage of one core over the measured window (the machine has "
-        f"{machine['cores']}). queue/exec are the worker's own per-call figures from the client "
+        f"{machine['cores']}); \"other\" is everything else the machine ran meanwhile, so a "
+        "disturbed step shows. queue/exec are the worker's own per-call figures from the client "
         "hooks' metrics JSONL.",
         "",
         "| endpoint | work | conc | req/s | p50 ms | p95 ms | Django CPU % | worker CPU % | "
-        "Django RSS MiB | worker RSS MiB | queue µs p99 | exec µs p50 / p99 | queue depth p99 / max | "
-        "errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "load tool / other CPU % | Django RSS MiB | worker RSS MiB | queue µs p99 | exec µs p50 / p99 | "
+        "queue depth p99 / max | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|---|",
     ]
     for run in sorted(
         result["runs"], key=lambda run: (endpoint_rank(run["endpoint"]), run["rows"], run["concurrency"])
@@ -194,7 +207,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| `{run['endpoint']}` | {run.get('work_param', 'rows')}={run['rows']} | {run['concurrency']} | "
             f"{fmt(run['rps'])} | {fmt(run['p50_ms'], 2)} | {fmt(run['p95_ms'], 2)} | "
-            f"{fmt(run['django_cpu_pct'])} | {fmt(run['worker_cpu_pct'])} | {fmt(run['django_rss_mb'])} | "
+            f"{fmt(run['django_cpu_pct'])} | {fmt(run['worker_cpu_pct'])} | "
+            f"{fmt(run['load_tool_cpu_pct'], 0)} / {fmt(run.get('other_cpu_pct'), 0)} | {fmt(run['django_rss_mb'])} | "
             f"{fmt(run['worker_rss_mb'])} | {fmt(run['queue_us_p99'], 0)} | "
             f"{fmt(run['exec_us_p50'], 0)} / {fmt(run['exec_us_p99'], 0)} | "
             f"{fmt(run['queue_depth_p99'], 0)} / {fmt(run['queue_depth_max'], 0)} | {errors} |"
