@@ -43,7 +43,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::frame;
-use crate::sync::{fence, AtomicU64, FutexWord, Ordering, SharedBytes};
+use crate::sync::{AtomicU64, FutexWord, Ordering, SharedBytes};
 
 /// Size of a ring's control block in bytes, before its data area.
 pub const CONTROL_LEN: usize = 384;
@@ -110,18 +110,13 @@ impl RingControl {
     /// The waking half of the sleep handshake (see [`crate::wait`]), run after publishing
     /// something the consumer waits for (a record, or a closed segment state).
     pub(crate) fn notify_consumer(&self) {
-        // SeqCst fence: pairs with the consumer's fence between storing consumer_sleeping = 1
-        // and re-checking (Dekker): either it sees what we published, or we see its 1.
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence above; the common "nobody sleeps" case stays a plain
-        // load, with no write to the consumer's cache line.
-        if self.consumer_sleeping.0.load(Ordering::Relaxed) != 0
-            // Release: a consumer whose FUTEX_WAIT finds this 0 returns without sleeping and
-            // must then find what we published before it. Clearing the word (rather than only
-            // waking) is what saves a consumer that announced, re-checked too early, and has
-            // not reached FUTEX_WAIT yet: the kernel's compare with 1 now fails.
-            && self.consumer_sleeping.0.swap(0, Ordering::Release) != 0
-        {
+        // AcqRel swap: every write to this word is an AcqRel swap, so all writes form one chain
+        // in which each synchronizes with the one before. Either our swap comes after the
+        // consumer's announcing swap (we read 1 and wake it), or before (its announcement
+        // then reads our chain and sees what we published). Clearing the word also defeats
+        // the wake that lands after the consumer's re-check but before its FUTEX_WAIT: the
+        // kernel compares the word with 1, finds 0 and returns at once.
+        if self.consumer_sleeping.0.swap(0, Ordering::AcqRel) != 0 {
             // A failed wake (impossible for a valid word) leaves the consumer to its sleep
             // slice deadline, which bounds every wait; nothing is lost.
             let _ = self.consumer_sleeping.0.wake_all();

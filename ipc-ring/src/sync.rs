@@ -10,9 +10,9 @@
 //!   the index protocol does not order after the write it reads (a torn or stale frame).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
 mod imp {
@@ -28,14 +28,6 @@ mod imp {
     impl FutexWord {
         pub(crate) fn new(value: u32) -> Self {
             Self(AtomicU32::new(value))
-        }
-
-        pub(crate) fn load(&self, order: Ordering) -> u32 {
-            self.0.load(order)
-        }
-
-        pub(crate) fn store(&self, value: u32, order: Ordering) {
-            self.0.store(value, order)
         }
 
         pub(crate) fn swap(&self, value: u32, order: Ordering) -> u32 {
@@ -138,14 +130,6 @@ mod imp {
                 queue: Mutex::new(()),
                 sleepers: Condvar::new(),
             }
-        }
-
-        pub(crate) fn load(&self, order: Ordering) -> u32 {
-            self.word.load(order)
-        }
-
-        pub(crate) fn store(&self, value: u32, order: Ordering) {
-            self.word.store(value, order)
         }
 
         pub(crate) fn swap(&self, value: u32, order: Ordering) -> u32 {

@@ -7,23 +7,25 @@
 //!
 //! # The handshake
 //!
-//! Consumer: store `consumer_sleeping = 1`; SeqCst fence; re-check the ring (and `is_closed`);
+//! Consumer: swap `consumer_sleeping` to 1 (announce); re-check the ring (and `is_closed`);
 //! if still empty, `FUTEX_WAIT(consumer_sleeping, 1, slice deadline)`; on any return, loop;
-//! on leaving, store 0.
-//! Producer (in `commit`): store `tail` (Release); SeqCst fence; load `consumer_sleeping`;
-//! if 1, swap it to 0 and, if it was still 1, `FUTEX_WAKE`. Closing a segment does the same
-//! after storing the closed state.
+//! on leaving, swap it back to 0.
+//! Producer (in `commit`): store `tail` (Release); swap `consumer_sleeping` to 0; if it was
+//! 1, `FUTEX_WAKE`. Closing a segment does the same after storing the closed state.
 //!
-//! Each side stores one word and then loads the other's, with a SeqCst fence in between
-//! (Dekker). Without the fences both loads could be satisfied before the other side's store
-//! is visible (store buffering, allowed even on x86), and the consumer would sleep on a
-//! record the producer never woke it for. With them, the fences are totally ordered: if the
-//! consumer's fence comes first the producer sees 1 and wakes; if the producer's comes first
-//! the consumer's re-check sees the new tail. The producer's wake can still come after the
-//! consumer's re-check but before its `FUTEX_WAIT`, when nobody is queued to receive it; that
-//! is why the producer also clears the word: the kernel compares it with 1 under the lock
-//! that `FUTEX_WAKE` takes, finds 0, and the consumer returns at once and re-checks. The loom
-//! model (`tests/loom.rs`) finds the lost wake-up when the swap is replaced by a load.
+//! Every write to the word is an AcqRel swap, so the writes form one chain in which each
+//! synchronizes with the previous one. If the producer's swap comes after the consumer's
+//! announcement, it reads 1 and wakes; if it comes before, the announcement reads the chain
+//! it ends, so the re-check sees the new tail. A wake that lands between the re-check and
+//! `FUTEX_WAIT`, when nobody is queued to receive it, is not lost either: the producer's
+//! swap left 0 in the word, the kernel compares it with 1 under the lock `FUTEX_WAKE` takes,
+//! and the consumer returns at once and re-checks.
+//!
+//! A plain store + SeqCst fence + load on each side (Dekker) is the cheaper-looking
+//! alternative, but it leaves the proof to subtle fence rules that loom could not confirm
+//! (at 4 preemptions it reported a lost wake-up); the unconditional swap costs about what
+//! the fence did (one locked instruction on x86) and the model checks it.
+//! (`tests/loom.rs`; the model fails when the producer's swap is replaced by a load.)
 //!
 //! Sleeps are cut into slices (at most [`WaitConfig::sleep_slice_ns`]) so the caller's
 //! `is_closed` check runs regularly: a peer that was killed cannot wake anybody, so its death
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use crate::platform::clock::monotonic_now_ns;
 use crate::ring::{Consumer, Corrupt};
-use crate::sync::{fence, Ordering};
+use crate::sync::Ordering;
 
 /// How long to spin and how finely to slice sleeps.
 ///
@@ -172,9 +174,9 @@ impl Consumer {
             return Ok(WaitOutcome::Ready);
         }
         let outcome = self.sleep(deadline_ns, config.sleep_slice_ns, &mut is_closed);
-        // Relaxed: only tells future producers not to bother waking us; a stale 1 costs
-        // them one useless FUTEX_WAKE, never a lost record.
-        self.sleeping_word().store(0, Ordering::Relaxed);
+        // AcqRel swap, like every write to the word (see the module docs): tells producers
+        // not to bother waking us.
+        self.sleeping_word().swap(0, Ordering::AcqRel);
         outcome
     }
 
@@ -207,10 +209,9 @@ impl Consumer {
         is_closed: &mut impl FnMut() -> bool,
     ) -> Result<WaitOutcome, WaitError> {
         loop {
-            // Relaxed store, then the SeqCst fence: the Dekker pair with the producer's
-            // tail store + fence + load in `commit` (see the module docs).
-            self.sleeping_word().store(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
+            // AcqRel swap: announces the sleep; reading the producers' chain of swaps makes
+            // the re-check below see whatever they published before their last swap.
+            self.sleeping_word().swap(1, Ordering::AcqRel);
             if self.has_data()? {
                 return Ok(WaitOutcome::Ready);
             }

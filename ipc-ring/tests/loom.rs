@@ -3,7 +3,8 @@
 //! ordered after its write is reported) and a mutex/condvar futex (so a lost wake-up shows
 //! as a deadlock).
 //!
-//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p molt-ipc-ring --release --test loom`
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p molt-ipc-ring --release --target-dir target/loom --test loom`
+//! (its own target dir: the loom cfg would otherwise rebuild everyone's dependencies).
 #![cfg(loom)]
 
 use loom::thread;

@@ -1,3 +1,4 @@
+#![cfg(not(loom))]
 //! Behaviour of the SPSC byte ring through its public API, on heap-backed rings (these also
 //! run under Miri: `cargo +nightly miri test -p molt-ipc-ring --test ring`).
 

@@ -1,3 +1,4 @@
+#![cfg(not(loom))]
 //! Segments end to end: created on one side, passed over a unix socket, attached and checked
 //! on the other; and what a hostile peer writing into the shared memory can (not) do.
 
