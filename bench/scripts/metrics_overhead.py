@@ -2,9 +2,10 @@
 """What the worker's metrics recording costs: 64 B echo round trips over stdio, metrics on vs off.
 
 Two workers run side by side, one with default metrics (histograms recorded on every reply)
-and one with --no-metrics. Calls alternate between them in blocks, one call in flight, so
+and one with --no-metrics. Calls alternate between them in blocks (ABBA order), one call in flight, so
 both see the same machine load over the same minutes; the comparison is within one run.
 Prints p50/p90/p99 per side and the p50 difference; `--json` also writes them to a file.
+`--control` runs metrics on in both workers (an A/A run): the difference it shows is noise.
 """
 
 from __future__ import annotations
@@ -74,22 +75,27 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=500, help="calls per side before switching")
     parser.add_argument("--payload-bytes", type=int, default=64)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--control", action="store_true",
+                        help="A/A run: metrics on in both workers, to see the noise floor")
     args = parser.parse_args()
 
     payload = bytes(i % 251 for i in range(args.payload_bytes))
     sides = {
         "metrics_on": EchoWorker(args.worker, args.exports, []),
-        "metrics_off": EchoWorker(args.worker, args.exports, ["--no-metrics"]),
+        "metrics_off": EchoWorker(args.worker, args.exports, [] if args.control else ["--no-metrics"]),
     }
     try:
+        order = list(sides.values())
         for keep, total in ((False, args.warmup), (True, args.calls)):
             done = 0
             while done < total:
                 block = min(args.block, total - done)
-                for side in sides.values():
+                for side in order:
                     for _ in range(block):
                         side.round_trip(payload, keep)
                 done += block
+                # ABBA: whichever side runs right after a switch pays for it equally often.
+                order.reverse()
     finally:
         for side in sides.values():
             side.close()
@@ -98,7 +104,8 @@ def main() -> None:
     on, off = result["metrics_on"], result["metrics_off"]
     result["p50_difference_pct"] = round(100 * (on["p50_us"] - off["p50_us"]) / off["p50_us"], 2)
     result["p99_difference_pct"] = round(100 * (on["p99_us"] - off["p99_us"]) / off["p99_us"], 2)
-    result.update(payload_bytes=args.payload_bytes, python=platform.python_version(), cpus=os.cpu_count())
+    result.update(payload_bytes=args.payload_bytes, control=args.control, python=platform.python_version(),
+                  cpus=os.cpu_count(), load_average=os.getloadavg())
     for name in ("metrics_on", "metrics_off"):
         side = result[name]
         print(f"{name:12} {side['calls']} calls: p50 {side['p50_us']} us  p90 {side['p90_us']} us  "
