@@ -104,6 +104,9 @@ def bad_payloads() -> Iterator[tuple[Codec, bytes]]:
     yield Codec.MSGPACK, msgpack.packb({"user_id": [1, 2], "n": "many", "ms": -5, "buckets": 1000})
     yield Codec.MSGPACK, msgpack.packb({"n": 2**64 - 1, "seed": -1, "limit": 0})
     yield Codec.MSGPACK, b"\xdd\xff\xff\xff\xff"  # an array claiming 4 billion items
+    # Nesting deep enough to overflow a compute thread's stack, were it decoded recursively.
+    yield Codec.MSGPACK, b"\x91" * 100_000 + b"\x01"
+    yield Codec.MSGPACK, b"\x81\xa1k" * 100_000 + b"\x01"
 
 
 def test_error_replies_carry_no_path_location_or_panic_text(worker_bin: str) -> None:
