@@ -12,7 +12,7 @@ CARGO ?= cargo
 export MOLT_WORKER_BIN ?= $(CURDIR)/target/debug/molt_worker
 PORT ?= 8000
 
-.PHONY: all setup build build-release test test-rust test-loom test-python test-reliability demo serve bench-check oha fuzz chaos soak clean
+.PHONY: all setup build build-release test test-rust test-loom test-python test-reliability demo serve bench-check oha fuzz chaos soak deny clean
 
 all: test
 
@@ -60,6 +60,11 @@ chaos: setup build
 DURATION ?= 1800
 soak: setup build
 	$(PY) tests/soak/soak.py --duration $(DURATION)
+
+# Licenses, bans and sources of the Rust dependency tree (deny.toml); builds cargo-deny into
+# .tools/ once. Advisories need a database from outside the registries: not checked here.
+deny:
+	tests/security/check_dependencies.sh
 
 # The load generator (oha), built into .tools/ once.
 oha:
