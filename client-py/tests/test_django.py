@@ -115,11 +115,12 @@ def test_timeout_is_504(get: Get) -> None:
     with override_settings(MOLT_ACCEL=molt_settings(WORKER_CMD=one_thread)), ThreadPoolExecutor(1) as pool:
         client = get_client()
         client.start()
-        blocker = pool.submit(client.call, "spin", {"ms": 400}, timeout_ms=5000)
+        blocker = pool.submit(client.call, "spin", {"ms": 20_000}, timeout_ms=30_000)
         wait_until(lambda: client.in_flight == 1, "the spin call is in flight")
         client.ping()
         response = get("sleep")
-        blocker.result(timeout=HANG_BOUND_S)
+        close_clients()  # the worker cancels the blocker on EOF
+        assert isinstance(blocker.exception(timeout=HANG_BOUND_S), Cancelled)
     assert response.status_code == 504
     assert error_of(response)["code"] == "Timeout"
 
@@ -157,11 +158,12 @@ def test_busy_is_429_or_the_configured_status_with_retry_after(
     with override_settings(MOLT_ACCEL=molt_settings(**changes)), ThreadPoolExecutor(1) as pool:
         client = get_client()
         client.start()
-        running = pool.submit(client.call, "spin", {"ms": 200}, timeout_ms=5000)
+        running = pool.submit(client.call, "spin", {"ms": 20_000}, timeout_ms=30_000)
         wait_until(lambda: client.in_flight == 1, "the first spin call is in flight")
         client.ping()  # the worker has admitted it: spin is at its concurrency limit
         response = get("spin", data={"ms": "1"})
-        running.result(timeout=HANG_BOUND_S)
+        close_clients()  # the worker cancels the running spin on EOF
+        assert isinstance(running.exception(timeout=HANG_BOUND_S), Cancelled)
     assert response.status_code == expected
     assert response["Retry-After"] == "1"
     assert error_of(response)["code"] == "Busy"

@@ -71,7 +71,7 @@ class MoltClient:
         hooks: Hooks | Sequence[Hooks] = (),
     ) -> None:
         config = ClientConfig(
-            worker_cmd=tuple(worker_cmd) if worker_cmd is not None and not isinstance(worker_cmd, str) else worker_cmd,  # type: ignore[arg-type]
+            worker_cmd=worker_cmd,  # type: ignore[arg-type]  # ClientConfig checks it and makes it a tuple
             socket=socket,
             transport=transport,
             exports=os.fspath(exports) if exports is not None else None,
@@ -172,8 +172,8 @@ class MoltClient:
                 if transport.alive:
                     return transport
                 self._transport = None
+                transport.close()  # reaps the worker, so the reason carries its exit status
                 self._last_exit = transport.exit_reason
-                transport.close()
             if self._started_once:
                 self._use_restart_budget()
             self._started_once = True

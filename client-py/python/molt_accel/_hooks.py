@@ -8,8 +8,9 @@ A :class:`Hooks` holds up to three callables; a client runs every ``Hooks`` it w
 - ``on_error(entry, error)`` for every :class:`~molt_accel.MoltError` a call raises.
 
 Hooks run on the thread that got the reply (a caller's thread, the event loop, or the
-transport's reader for late replies), so they should be quick. A hook that raises never
-breaks the call: the exception is logged once per hook and otherwise ignored.
+transport's reading thread for late replies), so they should be quick and must not make calls
+on the same client. A hook that raises never breaks the call: the exception is logged once per
+hook and otherwise ignored.
 
 >>> seen = []
 >>> hooks = Hooks(after_recv=lambda entry, status, metrics: seen.append((entry, status)))

@@ -1,19 +1,31 @@
 """The stdio transport: a worker the client spawns, frames over its stdin and stdout.
 
 Each frame is preceded by its u32 LE length (``docs/protocol.md``). Callers on any thread
-write their call under a write lock; one reader thread per worker reads every reply and
-hands it to the caller waiting for that ``request_id``. A second thread forwards the worker's
-stderr, line by line, to the ``molt_accel.worker`` logger.
+write their call under a write lock. Replies are read by whoever holds the *read role*, a lock
+that at most one thread holds, and handed to the caller waiting for that ``request_id``:
 
-Why a reader thread rather than a reader on the event loop: one pipe is shared by callers on
-many threads and possibly several event loops, so replies must be demultiplexed in one place
-that serves them all. The reader wakes a thread caller by releasing a lock it waits on, and an
-asyncio caller by resolving its future with ``loop.call_soon_threadsafe``; either way there is
-one thread per worker, never one per call, and the event loop never blocks on a read.
+- A thread caller that finds the role free takes it and reads until its own reply arrives,
+  handing any other reply it reads to its caller. A lone caller (a sync Django worker) thus
+  gets its reply with no thread hand-off at all.
+- A thread caller that finds the role taken waits to be handed its reply.
+- One serving thread per worker takes the role whenever calls are waiting that no caller is
+  reading for: asyncio callers (the event loop never blocks on a read; their futures are
+  resolved with ``loop.call_soon_threadsafe``), callers that found the role taken, and calls
+  the client abandoned (their late replies go to ``after_recv``). It sleeps otherwise.
+
+Nothing can be left waiting with nobody reading: a waiter is registered before its caller
+tries the role, and whoever releases the role checks for waiters afterwards and wakes the
+serving thread if there are any. So there is never one thread per call, and the only hand-off
+is for replies that another thread happened to read.
+
+A reaper thread waits for the worker's exit, so a dead worker never lingers as a zombie, and a
+third forwards its stderr, line by line, to the ``molt_accel.worker`` logger.
 
 Writes never wait past the caller's deadline: stdin is non-blocking, and a full pipe (a worker
 that stopped reading) is waited on with ``poll`` bounded by the deadline. A frame cut off half
-way would corrupt the stream, so the worker is then killed and restarted.
+way would corrupt the stream, so the worker is then killed and restarted. An asyncio caller
+writes from the event loop: that write can wait only when the worker has stopped reading a
+full pipe buffer, and never past the call's deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import io
+import math
 import logging
 import os
 import re
@@ -30,6 +43,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import IO
 
 from .._exceptions import ProtocolError, Timeout, WorkerUnavailable
@@ -44,8 +58,10 @@ worker_logger = logging.getLogger("molt_accel.worker")
 _LENGTH_PREFIX = struct.Struct("<I")
 # How long close() lets in-flight calls finish after closing the worker's stdin.
 _CLOSE_GRACE_S = 2.0
-# How long the reader waits for a worker whose stdout closed to exit before killing it.
+# How long close() waits for the worker to exit after the grace, once killed.
 _REAP_WAIT_S = 1.0
+# Bytes read from the worker's stdout at a time.
+_READ_CHUNK = 1 << 16
 # A cancel may be written from the event loop: it gets this long to find room in the pipe.
 _CANCEL_WRITE_BUDGET_NS = 20_000_000
 _WORKER_LOG_LINE = re.compile(r"^molt_worker (ERROR|WARN|INFO|DEBUG|TRACE): ")
@@ -95,6 +111,9 @@ class _Waiter:
     def wait(self, timeout_s: float) -> bool:
         return self._lock.acquire(timeout=max(timeout_s, 0.0))
 
+    def done(self) -> bool:
+        return self.reply is not None or self.error is not None
+
     async def await_wake(self) -> None:
         await self._future
 
@@ -129,17 +148,25 @@ class StdioTransport(Transport):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._command = self.config.worker_command(["--stdio"])
-        # Guards _pending, _abandoned and the transition to dead (_exit_reason).
+        # Guards _pending, _abandoned, _exit_reason and _stopping.
         self._state_lock = threading.Lock()
+        # Signalled (under _state_lock) when calls may be waiting with nobody reading for them.
+        self._reader_wanted = threading.Condition(self._state_lock)
         # Serializes whole frames on the worker's stdin; taken before _state_lock, never after.
         self._write_lock = threading.Lock()
+        # The read role: its holder alone reads stdout and owns _inbuf.
+        self._read_role = threading.Lock()
         self._pending: dict[int, _Waiter] = {}
         self._abandoned: dict[int, _Waiter] = {}
         self._exit_reason: str | None = None
+        self._stopping = False
+        self._inbuf = bytearray()
+        self._stream_broken: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._stdin_fd = -1
-        self._reader: threading.Thread | None = None
-        self._stderr_forwarder: threading.Thread | None = None
+        self._stdout_fd = -1
+        self._reaper: threading.Thread
+        self._helpers: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -157,15 +184,16 @@ class StdioTransport(Transport):
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         self._proc = proc
         self._stdin_fd = proc.stdin.fileno()
+        self._stdout_fd = proc.stdout.fileno()
         os.set_blocking(self._stdin_fd, False)
-        self._reader = threading.Thread(
-            target=self._read_replies, args=(proc,), name=f"molt-stdio-reader-{proc.pid}", daemon=True
-        )
-        self._stderr_forwarder = threading.Thread(
-            target=_forward_stderr, args=(proc.stderr,), name=f"molt-stdio-stderr-{proc.pid}", daemon=True
-        )
-        self._reader.start()
-        self._stderr_forwarder.start()
+        os.set_blocking(self._stdout_fd, False)
+        def thread(target: Callable[..., None], role: str, *args: object) -> threading.Thread:
+            return threading.Thread(target=target, args=args, name=f"molt-stdio-{role}-{proc.pid}", daemon=True)
+
+        self._reaper = thread(self._reap, "reaper", proc)
+        self._helpers = [thread(self._serve_waiters, "reader"), thread(_forward_stderr, "stderr", proc.stderr)]
+        for thread in (self._reaper, *self._helpers):
+            thread.start()
         self._handshake()
 
     def _handshake(self) -> None:
@@ -178,9 +206,8 @@ class StdioTransport(Transport):
             self._kill("the worker did not answer its first ping in time")
             raise WorkerUnavailable("the worker did not answer its first ping in time") from None
         except WorkerUnavailable:
-            # Let the reader reap the worker so the reason carries its exit status.
-            if self._reader is not None:
-                self._reader.join(timeout=_REAP_WAIT_S + 1.0)
+            # Let the reaper collect the exit status, so the reason says how it ended.
+            self._reaper.join(timeout=_CLOSE_GRACE_S)
             raise WorkerUnavailable(f"the worker exited during start-up ({self.exit_reason})") from None
         if reply.kind is not Kind.PONG:
             self._kill("the worker answered its first ping with something else")
@@ -197,18 +224,21 @@ class StdioTransport(Transport):
                 pass  # Already broken: the worker is gone, which is what close wants.
             self._stdin_fd = -1
         # EOF on stdin: the worker finishes or cancels what is in flight, flushes its replies
-        # and exits; the reader delivers those replies and reaps it.
-        reader = self._reader
-        if reader is not None:
-            reader.join(timeout=_CLOSE_GRACE_S)
-            if reader.is_alive():
-                self._kill("closed by the client")
-                reader.join()
-        if self._stderr_forwarder is not None:
-            self._stderr_forwarder.join(timeout=_REAP_WAIT_S)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        # and exits; whoever reads delivers those replies, the reaper collects the exit.
+        self._reaper.join(timeout=_CLOSE_GRACE_S)
+        if self._reaper.is_alive():
+            self._kill("closed by the client")
+            self._reaper.join(timeout=_REAP_WAIT_S)
+        with self._state_lock:
+            self._stopping = True
+            self._reader_wanted.notify_all()
+        for thread in self._helpers:
+            thread.join(timeout=_CLOSE_GRACE_S)
+        # No reader may be left on the fd when it closes (its number could be reused).
+        with self._read_role:
+            proc.stdout.close()  # type: ignore[union-attr]
+            self._stdout_fd = -1
+        proc.stderr.close()  # type: ignore[union-attr]
 
     def forget_after_fork(self) -> None:
         # The child got copies of the pipe ends. Closing them matters: a child holding the
@@ -239,18 +269,28 @@ class StdioTransport(Transport):
             try:
                 proc.kill()
             except ProcessLookupError:
-                pass  # Already exited; the reader reaps it.
+                pass  # Already exited; the reaper collects it.
         logger.warning("molt worker killed: %s", reason)
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        returncode = proc.wait()
+        level = logging.INFO if returncode == 0 else logging.WARNING
+        logger.log(level, "molt worker %d is gone: %s", proc.pid, self.exit_reason)
 
     # -- properties ----------------------------------------------------------------------------
 
     @property
     def alive(self) -> bool:
-        return self._exit_reason is None and self._proc is not None
+        proc = self._proc
+        return self._exit_reason is None and proc is not None and proc.returncode is None
 
     @property
     def exit_reason(self) -> str | None:
-        return self._exit_reason
+        proc = self._proc
+        returncode = proc.returncode if proc is not None else None
+        if returncode is None:
+            return self._exit_reason
+        return f"{self._exit_reason or 'the worker exited'}, {_describe_exit(returncode)}"
 
     @property
     def in_flight(self) -> int:
@@ -266,13 +306,29 @@ class StdioTransport(Transport):
     def exchange(self, request_id: int, entry: str, frame: bytes, wait_until_ns: int) -> Frame:
         waiter = _Waiter(request_id, entry)
         self._send(waiter, frame, wait_until_ns)
-        if not waiter.wait((wait_until_ns - time.monotonic_ns()) / 1e9) and self._abandon(waiter):
+        if not self._wait_reading(waiter, wait_until_ns) and self._abandon(waiter):
             raise Timeout("the worker did not answer before the deadline", request_id=request_id)
         return waiter.outcome()
+
+    def _wait_reading(self, waiter: _Waiter, wait_until_ns: int) -> bool:
+        """Waits for ``waiter``'s reply, reading it itself if the read role is free. False if
+        ``wait_until_ns`` passed first."""
+        if self._read_role.acquire(blocking=False):
+            try:
+                while not waiter.done() and self._read_available(wait_until_ns):
+                    pass
+            finally:
+                self._release_read_role()
+            if waiter.done():
+                return True
+        return waiter.wait((wait_until_ns - time.monotonic_ns()) / 1e9) or waiter.done()
 
     async def aexchange(self, request_id: int, entry: str, frame: bytes, wait_until_ns: int) -> Frame:
         waiter = _Waiter(request_id, entry, asyncio.get_running_loop())
         self._send(waiter, frame, wait_until_ns)
+        with self._state_lock:
+            # An asyncio caller never reads: the serving thread reads for it.
+            self._reader_wanted.notify()
         try:
             async with asyncio.timeout((wait_until_ns - time.monotonic_ns()) / 1e9):
                 await waiter.await_wake()
@@ -302,8 +358,8 @@ class StdioTransport(Transport):
             raise Timeout("the worker did not accept the call before the deadline", request_id=request_id)
         try:
             with self._state_lock:
-                if self._exit_reason is not None:
-                    raise WorkerUnavailable(f"the worker is not running ({self._exit_reason})", request_id=request_id)
+                if not self.alive:
+                    raise WorkerUnavailable(f"the worker is not running ({self.exit_reason})", request_id=request_id)
                 self._pending[request_id] = waiter
             waiter.sent_ns = time.perf_counter_ns()
             try:
@@ -319,8 +375,8 @@ class StdioTransport(Transport):
         if not self._write_lock.acquire(timeout=max((wait_until_ns - time.monotonic_ns()) / 1e9, 0.0)):
             raise Timeout("the worker's input stayed busy until the deadline")
         try:
-            if self._exit_reason is not None:
-                raise WorkerUnavailable(f"the worker is not running ({self._exit_reason})")
+            if not self.alive:
+                raise WorkerUnavailable(f"the worker is not running ({self.exit_reason})")
             self._write_locked(frame, wait_until_ns)
         finally:
             self._write_lock.release()
@@ -366,48 +422,110 @@ class StdioTransport(Transport):
             if self._pending.pop(waiter.request_id, None) is None:
                 return False
             self._abandoned[waiter.request_id] = waiter
+            # The caller no longer reads; the serving thread reads the late reply.
+            self._reader_wanted.notify()
             return True
 
-    # -- reader --------------------------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------------------
 
-    def _read_replies(self, proc: subprocess.Popen[bytes]) -> None:
-        reason = "the worker exited"
-        try:
-            reason = self._read_until_gone(io.BufferedReader(proc.stdout, 1 << 16))  # type: ignore[arg-type]
-        except Exception:
-            logger.exception("molt stdio reader failed")
-            reason = "the client lost the worker's output"
-            self._kill(reason)
-        finally:
-            self._on_worker_gone(proc, reason)
+    def _release_read_role(self) -> None:
+        self._read_role.release()
+        # After the release, so that a waiter registered meanwhile is either seen here or
+        # finds the role free when it tries it.
+        with self._state_lock:
+            if self._pending or self._abandoned:
+                self._reader_wanted.notify()
 
-    def _read_until_gone(self, stream: io.BufferedReader) -> str:
-        max_frame_bytes = self.config.max_frame_bytes
+    def _serve_waiters(self) -> None:
+        """The serving thread: reads whenever calls wait that no caller reads for."""
         while True:
-            prefix = stream.read(_LENGTH_PREFIX.size)
-            if len(prefix) < _LENGTH_PREFIX.size:
-                return "the worker exited" if not prefix else "the worker's output ended in the middle of a frame"
-            (frame_len,) = _LENGTH_PREFIX.unpack(prefix)
+            with self._state_lock:
+                while not (self._pending or self._abandoned or self._stopping):
+                    self._reader_wanted.wait()
+                if self._stopping and not (self._pending or self._abandoned):
+                    return
+            with self._read_role:
+                while self._has_waiters() and self._read_available(None):
+                    pass
+
+    def _has_waiters(self) -> bool:
+        with self._state_lock:
+            return bool(self._pending or self._abandoned)
+
+    def _read_available(self, wait_until_ns: int | None) -> bool:
+        """Reads what the worker wrote, waiting for it until ``wait_until_ns`` (None: no
+        limit), and delivers every complete reply. The caller holds the read role. False if
+        the wait timed out or the worker is gone (its waiters have been failed then)."""
+        if self._exit_reason is not None and not self._pending and not self._abandoned:
+            return False
+        try:
+            chunk = os.read(self._stdout_fd, _READ_CHUNK)
+        except BlockingIOError:
+            if wait_until_ns is None:
+                timeout_ms = -1
+            else:
+                timeout_ms = math.ceil((wait_until_ns - time.monotonic_ns()) / 1e6)
+                if timeout_ms <= 0:
+                    return False
+            poller = select.poll()
+            poller.register(self._stdout_fd, select.POLLIN)
+            return bool(poller.poll(timeout_ms)) or wait_until_ns is None
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if self._stream_broken is not None:
+                reason = self._stream_broken
+            elif self._inbuf:
+                reason = "the worker's output ended in the middle of a frame"
+            else:
+                reason = "the worker exited"
+            self._on_worker_gone(reason)
+            return False
+        if self._stream_broken is None:
+            self._inbuf += chunk
+            self._deliver_buffered()
+        return True
+
+    def _deliver_buffered(self) -> None:
+        """Delivers every complete frame in ``_inbuf``; on a malformed one, kills the worker
+        and ignores the rest of its output."""
+        buffer = self._inbuf
+        max_frame_bytes = self.config.max_frame_bytes
+        offset = 0
+        while len(buffer) - offset >= _LENGTH_PREFIX.size:
+            (frame_len,) = _LENGTH_PREFIX.unpack_from(buffer, offset)
             if not HEADER_LEN <= frame_len <= max_frame_bytes:
-                self._kill(f"the worker sent a frame of {frame_len} bytes")
-                return "the worker sent a malformed frame"
-            body = stream.read(frame_len)
-            if len(body) < frame_len:
-                return "the worker's output ended in the middle of a frame"
+                self._break_stream(f"the worker sent a frame of {frame_len} bytes")
+                return
+            end = offset + _LENGTH_PREFIX.size + frame_len
+            if end > len(buffer):
+                break
+            body = memoryview(buffer)[offset + _LENGTH_PREFIX.size : end]
             try:
                 frame = decode_frame(body, max_frame_bytes)
             except ProtocolError as exc:
                 if exc.request_id is None:
-                    self._kill(f"the worker sent a malformed frame: {exc.safe_message}")
-                    return "the worker sent a malformed frame"
+                    body.release()
+                    self._break_stream(f"the worker sent a malformed frame: {exc.safe_message}")
+                    return
                 self._deliver_error(exc.request_id, exc.safe_message)
-                continue
-            if frame.kind is not Kind.REPLY and frame.kind is not Kind.PONG:
-                self._kill(f"the worker sent a {frame.kind.name} frame")
-                return "the worker sent a malformed frame"
-            self._deliver(frame)
+            else:
+                if frame.kind is not Kind.REPLY and frame.kind is not Kind.PONG:
+                    body.release()
+                    self._break_stream(f"the worker sent a {frame.kind.name} frame")
+                    return
+                self._deliver(frame)
+            body.release()
+            offset = end
+        del buffer[:offset]
+
+    def _break_stream(self, detail: str) -> None:
+        self._stream_broken = "the worker sent a malformed frame"
+        self._inbuf.clear()
+        self._kill(detail)
 
     def _deliver(self, frame: Frame) -> None:
+        late = None
         with self._state_lock:
             waiter = self._pending.pop(frame.request_id, None)
             if waiter is not None:
@@ -428,13 +546,15 @@ class StdioTransport(Transport):
         with self._state_lock:
             waiter = self._pending.pop(request_id, None)
             if waiter is not None:
-                waiter.error = ProtocolError(f"the worker sent a reply the client does not understand: {reason}", request_id=request_id)
+                waiter.error = ProtocolError(
+                    f"the worker sent a reply the client does not understand: {reason}", request_id=request_id
+                )
             self._abandoned.pop(request_id, None)
         if waiter is not None:
             waiter.wake()
 
-    def _on_worker_gone(self, proc: subprocess.Popen[bytes], reason: str) -> None:
-        # Fail every waiter first, then reap: callers must not wait for the exit status.
+    def _on_worker_gone(self, reason: str) -> None:
+        """Fails every waiter at once: their replies can no longer come."""
         with self._state_lock:
             if self._exit_reason is None:
                 self._exit_reason = reason
@@ -447,14 +567,6 @@ class StdioTransport(Transport):
                 )
         for waiter in waiters:
             waiter.wake()
-        try:
-            returncode = proc.wait(timeout=_REAP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            returncode = proc.wait()
-        self._exit_reason = f"{self._exit_reason}, {_describe_exit(returncode)}"
-        level = logging.INFO if returncode == 0 else logging.WARNING
-        logger.log(level, "molt worker %d is gone: %s", proc.pid, self._exit_reason)
 
 
 def _tail(buffers: list[bytes], offset: int) -> list[memoryview]:
