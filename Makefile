@@ -32,10 +32,15 @@ build:
 build-release:
 	$(CARGO) build --release -p molt-worker
 
-test: setup build test-rust test-python test-reliability
+test: setup build test-rust test-loom test-python test-reliability
 
 test-rust:
 	$(CARGO) test --workspace
+
+# loom explores the ring's and the sleep/wake handshake's interleavings (bounded preemptions).
+# Its own target dir: the loom cfg would otherwise rebuild every dependency in target/.
+test-loom:
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 $(CARGO) test -p molt-ipc-ring --release --target-dir target/loom --test loom
 
 test-python: setup build
 	$(PY) -m pytest -q worker/tests/py demo/django_app/tests
