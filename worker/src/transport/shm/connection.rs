@@ -1,6 +1,7 @@
 //! One client's segment: the thread that consumes its request ring, and the sink that writes
 //! replies into its response ring.
 
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,11 +11,11 @@ use molt_ipc_ring::frame::{
     self, Frame, Kind, ENTRY_LEN_OFFSET, HEADER_LEN, MAX_ENTRY_LEN, PAYLOAD_LEN_OFFSET,
 };
 use molt_ipc_ring::handshake::{self, HandshakeError};
-use molt_ipc_ring::platform::peer::peer_hung_up;
 use molt_ipc_ring::ring::{Consumer, PopError, Producer, PushError};
-use molt_ipc_ring::segment::{SegmentConfig, WorkerSide};
+use molt_ipc_ring::segment::{SegmentConfig, SegmentState, WorkerSide};
 use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
 
+use super::liveness::Liveness;
 use crate::clock;
 use crate::dispatcher::{Connection, Dispatcher, ReplySink};
 
@@ -55,6 +56,7 @@ enum End {
 pub fn serve(
     stream: UnixStream,
     dispatcher: &Arc<Dispatcher>,
+    liveness: &Arc<Liveness>,
     settings: &ConnectionSettings,
     stopping: &AtomicBool,
 ) {
@@ -62,6 +64,17 @@ pub fn serve(
         Ok(segment) => segment,
         Err(HandshakeError::ForeignPeer { uid }) => {
             log::warn!("refused a connection from uid {uid}: only this worker's user is served");
+            return;
+        }
+        // A client that hangs up first: the start-up probe of a launcher, or the check for a
+        // live worker that every worker start makes.
+        Err(HandshakeError::Io(err))
+            if matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            log::debug!("a client left before its handshake: {err}");
             return;
         }
         Err(err) => {
@@ -74,14 +87,27 @@ pub fn serve(
         responses,
         state,
     } = segment;
-    let sink = Arc::new(RingSink::new(responses));
-    let connection = dispatcher.connect(Arc::clone(&sink) as Arc<dyn ReplySink>);
+    let state = Arc::new(state);
+    let sink = Arc::new(RingSink::new(responses, Arc::clone(&state)));
+    let connection = Arc::new(dispatcher.connect(Arc::clone(&sink) as Arc<dyn ReplySink>));
+    let watch = liveness.watch(&stream, Arc::clone(&state), Arc::clone(&connection));
+    let _watch = match watch {
+        Ok(Some(watch)) => watch,
+        Ok(None) => {
+            state.close();
+            return;
+        }
+        Err(err) => {
+            log::error!("cannot watch a shared-memory connection: {err}; closing it");
+            state.close();
+            return;
+        }
+    };
+    // Everything that ends a connection also closes its segment, which wakes this thread:
+    // the liveness watcher on the client's hang-up or on shutdown, the sink when it breaks.
     let is_closed = || {
-        // Relaxed: a flag polled once per sleep slice; a late sighting costs one more slice.
-        stopping.load(Ordering::Relaxed)
-            || sink.is_broken()
-            || state.is_closed()
-            || peer_hung_up(&stream).unwrap_or(true)
+        // Relaxed: a flag; `Liveness::stop` closes the segment after setting it, which wakes us.
+        stopping.load(Ordering::Relaxed) || sink.is_broken() || state.is_closed()
     };
     let end = consume_requests(
         &mut requests,
@@ -107,8 +133,9 @@ pub fn serve(
     // leaving it to notice the socket's end.
     state.close();
     sink.close();
-    // `requests`, `state` and `stream` drop here; with the sink's producer gone, that was the
-    // last reference to the mapping, whatever calls may still be running.
+    // `requests`, `state` and `stream` drop here, and the watcher drops its references on
+    // `_watch`'s release; with the sink's producer gone, nothing holds the mapping any more,
+    // whatever calls may still be running.
 }
 
 /// Pops requests and submits them until the connection ends.
@@ -216,14 +243,17 @@ struct RingSink {
     broken: AtomicBool,
     /// Set when the connection ends, so a reply waiting for room gives up at once.
     closed: AtomicBool,
+    /// Closed when the sink breaks, to wake the connection thread.
+    state: Arc<SegmentState>,
 }
 
 impl RingSink {
-    fn new(producer: Producer) -> Self {
+    fn new(producer: Producer, state: Arc<SegmentState>) -> Self {
         Self {
             producer: Mutex::new(Some(producer)),
             broken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            state,
         }
     }
 
@@ -249,8 +279,10 @@ impl RingSink {
     fn give_up(&self, producer: &mut Option<Producer>, why: &str) {
         log::warn!("closing a shared-memory connection: {why}");
         producer.take();
-        // Relaxed: see `is_broken`.
+        // Relaxed: see `is_broken`; `close` below wakes the connection thread, which then
+        // reads the flag.
         self.broken.store(true, Ordering::Relaxed);
+        self.state.close();
     }
 }
 
