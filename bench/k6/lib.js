@@ -6,8 +6,9 @@
 //                 256 URLs of its own endpoint from a seeded generator: BASE_URL (default
 //                 http://127.0.0.1:8000, :8001 for /offload_async), ROWS (list_items work size,
 //                 default 2000) or N (compute size, default 20000)
-//   VUS, DURATION ("10s"), RATE (optional: open loop at RATE requests/s, latency counted from
-//   when each was due), TIMEOUT (optional, per request), SUMMARY_PATH (handleSummary's JSON)
+//   VUS, DURATION ("10s"), RATE (optional: open loop, k6's constant-arrival-rate executor: RATE
+//   requests/s whatever the server does, a request that finds no free VU is dropped and counted
+//   in dropped_iterations), TIMEOUT (optional, per request), SUMMARY_PATH (handleSummary's JSON)
 import http from "k6/http";
 import { Counter } from "k6/metrics";
 import { SharedArray } from "k6/data";

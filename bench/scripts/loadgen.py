@@ -7,8 +7,10 @@ answer, by HTTP status or by transport error.
 
 Closed loop (`rate=None`): `concurrency` connections each send the next request when the
 previous answer arrives; this measures capacity. Open loop (`rate=R`): requests are due at a
-fixed rate and latency is counted from when each was due (oha `--latency-correction`, k6's
-arrival-rate executor), so a stalled server cannot hide its stall by slowing the load tool.
+fixed rate whatever the server does. oha counts each latency from when the request was due
+(`--latency-correction`), so a stalled server cannot hide its stall by slowing the load tool;
+k6's arrival-rate executor keeps the rate and counts requests it could not start in time as
+dropped iterations, but times each request from when it was actually sent.
 """
 
 from __future__ import annotations
