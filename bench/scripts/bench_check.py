@@ -115,8 +115,13 @@ def main() -> int:
                  "ratios": current}, indent=2) + "\n")
             print(f"wrote {len(current)} ratios to {args.baseline}")
             return 0
-        committed = json.loads(args.baseline.read_text())["ratios"]
+        reference = json.loads(args.baseline.read_text())
+        committed = reference["ratios"]
         problems = compare(committed, current, args.tolerance)
+        committed_transport = reference["from"]["settings"]["transport"]
+        if committed_transport != result["settings"]["transport"]:
+            print(f"bench-check: note: the baseline was measured over {committed_transport}, this run over "
+                  f"{result['settings']['transport']}; the ratios are not expected to match")
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
