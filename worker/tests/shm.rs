@@ -685,12 +685,13 @@ fn a_killed_client_has_its_segment_unmapped_and_its_descriptors_closed() {
 }
 
 #[test]
-fn a_client_that_drops_its_connection_has_its_running_call_cancelled() {
+fn a_client_that_drops_its_connection_has_its_segment_unmapped_and_running_call_cancelled() {
     let (_dir, worker) = started("drop_client", &["--compute-threads", "1"]);
     let mut client = worker.connect();
     client.call(1, "spin", Codec::Json, br#"{"ms": 20000}"#);
     std::thread::sleep(Duration::from_millis(20));
     drop(client);
+    assert!(eventually(|| worker.mapped_segments() == 0), "segment still mapped");
     // The one compute thread is free again only if the spin's token fired.
     let mut next = worker.connect();
     next.call(2, "sleep", Codec::Json, br#"{"ms": 0}"#);

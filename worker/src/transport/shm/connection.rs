@@ -236,24 +236,28 @@ fn strip_expired_payload(
 /// Replies into a response ring. Compute threads and the connection thread all reply, so
 /// the producer sits behind a mutex held only while one reply is written into the ring.
 struct RingSink {
-    /// `None` once the connection ended or broke: replies are dropped, and the mapping is
-    /// released even while a call still runs.
-    producer: Mutex<Option<Producer>>,
+    /// `None` once the connection ended or broke: replies are dropped, and the sink no
+    /// longer holds the mapping, even while a call that will reply into it still runs.
+    endpoints: Mutex<Option<Endpoints>>,
     /// Set when the response ring stayed full past the grace period, or broke.
     broken: AtomicBool,
     /// Set when the connection ends, so a reply waiting for room gives up at once.
     closed: AtomicBool,
-    /// Closed when the sink breaks, to wake the connection thread.
+}
+
+/// What the sink writes to, and the state it closes when it breaks (to wake the connection
+/// thread); both keep the segment mapped.
+struct Endpoints {
+    producer: Producer,
     state: Arc<SegmentState>,
 }
 
 impl RingSink {
     fn new(producer: Producer, state: Arc<SegmentState>) -> Self {
         Self {
-            producer: Mutex::new(Some(producer)),
+            endpoints: Mutex::new(Some(Endpoints { producer, state })),
             broken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            state,
         }
     }
 
@@ -262,27 +266,28 @@ impl RingSink {
         self.broken.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Producer>> {
+    fn lock(&self) -> MutexGuard<'_, Option<Endpoints>> {
         // Nothing panics under this lock (ring errors are values); recover if it ever did.
-        self.producer
+        self.endpoints
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Drops the producer, and with it this sink's hold on the segment.
+    /// Drops the producer and state, and with them this sink's hold on the segment.
     fn close(&self) {
         // Relaxed: only shortens a wait for room; the lock below orders the rest.
         self.closed.store(true, Ordering::Relaxed);
         self.lock().take();
     }
 
-    fn give_up(&self, producer: &mut Option<Producer>, why: &str) {
+    fn give_up(&self, endpoints: &mut Option<Endpoints>, why: &str) {
         log::warn!("closing a shared-memory connection: {why}");
-        producer.take();
-        // Relaxed: see `is_broken`; `close` below wakes the connection thread, which then
-        // reads the flag.
+        // Relaxed: see `is_broken`; closing the state below wakes the connection thread,
+        // which then reads the flag.
         self.broken.store(true, Ordering::Relaxed);
-        self.state.close();
+        if let Some(endpoints) = endpoints.take() {
+            endpoints.state.close();
+        }
     }
 }
 
@@ -294,10 +299,10 @@ impl ReplySink for RingSink {
         let mut guard = self.lock();
         let mut full_since = None;
         loop {
-            let Some(producer) = guard.as_mut() else {
+            let Some(endpoints) = guard.as_mut() else {
                 return;
             };
-            match producer.reserve(len) {
+            match endpoints.producer.reserve(len) {
                 Ok(mut slot) => {
                     slot.write(&header);
                     slot.write(frame.entry.as_bytes());

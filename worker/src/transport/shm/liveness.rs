@@ -129,7 +129,10 @@ impl Liveness {
             {
                 let mut registry = lock(&self.registry);
                 if registry.stopping {
-                    for watched in registry.watched.drain(..) {
+                    let watched = std::mem::take(&mut registry.watched);
+                    // Not under the lock: a reply may wait for room in its ring.
+                    drop(registry);
+                    for watched in watched {
                         watched.connection.shutdown();
                         watched.state.close();
                     }
