@@ -126,7 +126,7 @@ pub fn render<'s>(
                 entry,
                 sample.histogram(series),
                 &LATENCY_BOUNDS_NS,
-                |ns| seconds(ns),
+                seconds,
                 seconds(sample.sum(series)),
             );
         }
