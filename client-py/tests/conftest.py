@@ -5,39 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from molt_accel import MoltClient
-
-REPO = Path(__file__).resolve().parents[2]
-WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN") or REPO / "target" / "debug" / "molt_worker")
-TEST_EXPORTS = REPO / "molt_exports.test.json"
-# Bounds that only detect hangs; none of them is a performance assertion.
-HANG_BOUND_S = 10.0
-
-
-def worker_cmd(*extra: str) -> list[str]:
-    if not WORKER_BIN.is_file():
-        pytest.fail(f"molt_worker not built at {WORKER_BIN}: run `cargo build -p molt-worker` or set MOLT_WORKER_BIN")
-    return [str(WORKER_BIN), *extra]
-
-
-def wait_until(condition: Callable[[], object], what: str, bound_s: float = HANG_BOUND_S) -> None:
-    """Polls ``condition`` until true; fails the test if it is still false after ``bound_s``."""
-    give_up = time.monotonic() + bound_s
-    while not condition():
-        if time.monotonic() > give_up:
-            pytest.fail(f"timed out waiting until {what}")
-        time.sleep(0.002)
-
-
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` no longer exists, not even as a zombie (it was reaped)."""
-    return not os.path.exists(f"/proc/{pid}")
+from molt_client_support import TEST_EXPORTS, MakeClient, worker_cmd
+from molt_client_support import wait_until as wait_until  # re-exported: test_metrics.py imports it from here
 
 
 @pytest.fixture
@@ -56,8 +31,6 @@ def transport(request: pytest.FixtureRequest) -> str:
     """Every transport the suite runs against; a new transport adds its name here."""
     return request.param
 
-
-MakeClient = Callable[..., MoltClient]
 
 
 @pytest.fixture

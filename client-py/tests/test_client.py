@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import HANG_BOUND_S, MakeClient, wait_until
+from molt_client_support import HANG_BOUND_S, MakeClient, wait_until
 from molt_accel import (
     Busy,
     CallMetrics,

@@ -17,15 +17,16 @@ from pathlib import Path
 import django
 import pytest
 
+# Another suite in the same pytest run may have configured Django with its own project first;
+# every test below overrides what it relies on (URLs, middleware, MOLT_ACCEL) either way.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djangoapp.settings")
 django.setup()
 
-from django.conf import settings  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 
-from conftest import HANG_BOUND_S, wait_until  # noqa: E402
+from molt_client_support import HANG_BOUND_S, wait_until  # noqa: E402
 from molt_accel import (  # noqa: E402
     Busy,
     Cancelled,
@@ -37,19 +38,26 @@ from molt_accel import (  # noqa: E402
     Timeout,
     WorkerUnavailable,
 )
+from djangoapp import settings as test_project  # noqa: E402
 from molt_accel.django import close_clients, error_response, get_client  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
+WORKER_CMD: list[str] = test_project.MOLT_ACCEL["WORKER_CMD"]  # type: ignore[assignment]
 
 
 def molt_settings(**changes: object) -> dict[str, object]:
-    return {**settings.MOLT_ACCEL, **changes}
+    return {**test_project.MOLT_ACCEL, **changes}
 
 
 @pytest.fixture(autouse=True)
 def molt_accel_settings(transport: str) -> Iterator[None]:
-    """Every test runs with the transport under test and stops its worker afterwards."""
-    with override_settings(MOLT_ACCEL=molt_settings(TRANSPORT=transport)):
+    """Every test runs on the test project's URLs with the transport under test, and stops its
+    worker afterwards."""
+    with override_settings(
+        ROOT_URLCONF=test_project.ROOT_URLCONF,
+        MIDDLEWARE=test_project.MIDDLEWARE,
+        MOLT_ACCEL=molt_settings(TRANSPORT=transport),
+    ):
         yield
     close_clients()
 
@@ -111,7 +119,7 @@ def test_invalid_input_is_400(get: Get) -> None:
 def test_timeout_is_504(get: Get) -> None:
     # One compute thread, kept busy: the sleep call waits in the worker's queue past its
     # deadline, so its reply comes from the worker's deadline timer alone.
-    one_thread = [*settings.MOLT_ACCEL["WORKER_CMD"], "--compute-threads", "1"]
+    one_thread = [*WORKER_CMD, "--compute-threads", "1"]
     with override_settings(MOLT_ACCEL=molt_settings(WORKER_CMD=one_thread)), ThreadPoolExecutor(1) as pool:
         client = get_client()
         client.start()
@@ -172,7 +180,7 @@ def test_busy_is_429_or_the_configured_status_with_retry_after(
 def test_a_call_the_worker_cancels_on_its_own_is_499(get: Get) -> None:
     # SIGTERM makes the worker answer its calls Cancelled and exit. The view's call waits in
     # the queue behind a running one (one compute thread), so no entry races the shutdown.
-    one_thread = [*settings.MOLT_ACCEL["WORKER_CMD"], "--compute-threads", "1"]
+    one_thread = [*WORKER_CMD, "--compute-threads", "1"]
     with override_settings(MOLT_ACCEL=molt_settings(WORKER_CMD=one_thread)), ThreadPoolExecutor(2) as pool:
         client = get_client()
         client.start()

@@ -1,0 +1,36 @@
+"""Helpers shared by the client test modules (a unique module name, so that test suites of
+other directories collected in the same pytest run cannot shadow it)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from molt_accel import MoltClient
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN") or REPO / "target" / "debug" / "molt_worker")
+TEST_EXPORTS = REPO / "molt_exports.test.json"
+# Bounds that only detect hangs; none of them is a performance assertion.
+HANG_BOUND_S = 10.0
+
+MakeClient = Callable[..., MoltClient]
+
+
+def worker_cmd(*extra: str) -> list[str]:
+    if not WORKER_BIN.is_file():
+        pytest.fail(f"molt_worker not built at {WORKER_BIN}: run `cargo build -p molt-worker` or set MOLT_WORKER_BIN")
+    return [str(WORKER_BIN), *extra]
+
+
+def wait_until(condition: Callable[[], object], what: str, bound_s: float = HANG_BOUND_S) -> None:
+    """Polls ``condition`` until true; fails the test if it is still false after ``bound_s``."""
+    give_up = time.monotonic() + bound_s
+    while not condition():
+        if time.monotonic() > give_up:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.002)
