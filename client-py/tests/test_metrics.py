@@ -5,6 +5,8 @@ No timing assertions: only counts."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from hdrh.log import HistogramLogReader
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import MakeClient, wait_until
-from molt_accel import InvalidInput
+from molt_accel import InvalidInput, Timeout
 from molt_accel._metrics import ClientMetrics, label_worker_texts, prometheus_text
 
 
@@ -44,6 +46,42 @@ def test_every_reply_is_counted_in_every_series_it_has(make_client: MakeClient, 
     assert counts["echo"] == {"replies": 150, "round_trip": 150, "encode": 150, "decode": 150}
     # An error reply has no payload to decode.
     assert counts["list_items"] == {"replies": 7, "round_trip": 7, "encode": 7, "decode": 0}
+
+
+def test_a_late_reply_is_counted_with_its_round_trip_only(make_client: MakeClient) -> None:
+    client = make_client(metrics=True)
+    client.start()
+    os.kill(client.worker_pid, signal.SIGSTOP)  # type: ignore[arg-type]
+    with pytest.raises(Timeout):
+        client.call("echo", "late", timeout_ms=100)
+    os.kill(client.worker_pid, signal.SIGCONT)  # type: ignore[arg-type]
+    wait_until(lambda: client.in_flight == 0, "the late reply arrives")
+    assert client.metrics is not None
+    assert client.metrics.counts()["echo"] == {"replies": 1, "round_trip": 1, "encode": 0, "decode": 0}
+
+
+def test_a_forked_child_starts_with_empty_histograms(make_client: MakeClient) -> None:
+    client = make_client(metrics=True)
+    client.call("echo", "parent")
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        try:
+            assert client.metrics is not None
+            empty = client.metrics.counts() == {}
+            client.call("echo", "child")
+            counted = client.metrics.counts()["echo"]["round_trip"] == 1
+            client.close()
+            os.write(write_end, b"ok" if empty and counted else b"no")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        assert answer.read() == b"ok"
+    os.waitpid(child, 0)
+    assert client.metrics is not None
+    assert client.metrics.counts()["echo"]["round_trip"] == 1
 
 
 def test_calls_from_threads_and_tasks_are_all_counted(make_client: MakeClient) -> None:
