@@ -1,6 +1,7 @@
 """The worker's metrics read with the tools an operator would use: the `.hlog` files with the
-`hdrhistogram` package's HistogramLogReader, the Prometheus text (over --metrics-listen and
-through the `__metrics__` entry) with prometheus_client's parser.
+`hdrhistogram` package's HistogramLogReader and with bench/scripts/hdr_report.py, the
+Prometheus text (over --metrics-listen and through the `__metrics__` entry) with
+prometheus_client's parser.
 
 Like test_stdio_protocol.py this speaks protocol v1 with its own few lines of `struct`, so the
 worker is checked against docs/protocol.md rather than against the molt_accel client. The
@@ -9,6 +10,8 @@ binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import queue
 import signal
@@ -200,3 +203,32 @@ def test_metrics_entry_returns_the_same_text_over_the_protocol(workers) -> None:
     assert kinds["molt_worker_admission_queue_depth"] == "gauge"
     assert worker.call("__metrics__", MSGPACK)[0] == INVALID_INPUT
     assert worker.finish() == 0
+
+
+def test_hdr_report_merges_the_worker_logs_into_tables_and_a_chart(workers, tmp_path: Path) -> None:
+    """bench/scripts/hdr_report.py, as the benchmark runner uses it, on two real worker runs."""
+    spec = importlib.util.spec_from_file_location("hdr_report", REPO / "bench" / "scripts" / "hdr_report.py")
+    assert spec is not None and spec.loader is not None
+    hdr_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hdr_report)
+
+    logs = tmp_path / "logs"
+    for calls in (40, 60):
+        worker = workers("--metrics-dir", str(logs), "--metrics-interval", "3600")
+        worker.echo_calls(calls)
+        assert worker.finish() == 0
+    assert len(list(logs.iterdir())) == 2
+
+    table, chart = tmp_path / "percentiles.json", tmp_path / "latency.png"
+    assert hdr_report.main([str(logs), "--json", str(table), "--png", str(chart)]) == 0
+    rows = json.loads(table.read_text())["tags"]
+    assert rows["echo.total"]["count"] == 100
+    assert rows["echo.total"]["unit"] == "us"
+    assert rows["echo.queue_depth"]["unit"] == "calls"
+    assert rows["echo.total"]["p50"] <= rows["echo.total"]["p99"] <= rows["echo.total"]["max"]
+    assert "compute.total" not in rows, "idle entries are left out of the table"
+    assert chart.read_bytes().startswith(b"\x89PNG")
+
+    only = tmp_path / "only.json"
+    hdr_report.main([str(logs), "--tags", "compute.*", "--json", str(only)])
+    assert json.loads(only.read_text())["tags"]["compute.total"] == {"count": 0, "unit": "us"}
