@@ -438,6 +438,15 @@ class StdioTransport(Transport):
 
     def _serve_waiters(self) -> None:
         """The serving thread: reads whenever calls wait that no caller reads for."""
+        try:
+            self._serve_until_stopped()
+        except Exception:
+            # A bug here must not leave callers waiting for replies nobody reads.
+            logger.exception("molt stdio serving thread failed")
+            self._kill("the client stopped reading the worker's output")
+            self._on_worker_gone("the client stopped reading the worker's output")
+
+    def _serve_until_stopped(self) -> None:
         while True:
             with self._state_lock:
                 while not (self._pending or self._abandoned or self._stopping):
