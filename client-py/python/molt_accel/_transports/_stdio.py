@@ -161,6 +161,7 @@ class StdioTransport(Transport):
         self._exit_reason: str | None = None
         self._stopping = False
         self._inbuf = bytearray()
+        # Set once the worker sent a malformed frame: its later output is ignored until EOF.
         self._stream_broken: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._stdin_fd = -1
@@ -187,11 +188,15 @@ class StdioTransport(Transport):
         self._stdout_fd = proc.stdout.fileno()
         os.set_blocking(self._stdin_fd, False)
         os.set_blocking(self._stdout_fd, False)
-        def thread(target: Callable[..., None], role: str, *args: object) -> threading.Thread:
+
+        def make_thread(target: Callable[..., None], role: str, *args: object) -> threading.Thread:
             return threading.Thread(target=target, args=args, name=f"molt-stdio-{role}-{proc.pid}", daemon=True)
 
-        self._reaper = thread(self._reap, "reaper", proc)
-        self._helpers = [thread(self._serve_waiters, "reader"), thread(_forward_stderr, "stderr", proc.stderr)]
+        self._reaper = make_thread(self._reap, "reaper", proc)
+        self._helpers = [
+            make_thread(self._serve_waiters, "reader"),
+            make_thread(_forward_stderr, "stderr", proc.stderr),
+        ]
         for thread in (self._reaper, *self._helpers):
             thread.start()
         self._handshake()
