@@ -4,10 +4,9 @@
 //! Always enabled, whatever the exports manifest says (which cannot name it): the text holds
 //! entry names, counts and latencies, nothing a client that may call the worker could not
 //! learn by calling it. It runs on the compute pool, not inline, because rendering walks every
-//! histogram (tens to hundreds of microseconds) and must not hold up the transport's reader.
-//! It has no concurrency limit of its own: a limit's slot is released only after the reply is
-//! sent, so a scraper calling again at once could be answered Busy; the admission queue
-//! bounds scrapes like any other call.
+//! histogram (tens to hundreds of microseconds) and must not hold up the transport's reader;
+//! a concurrency limit of one keeps scrapes from ever holding more than one compute thread
+//! (a second scrape at the same moment is answered Busy).
 
 use std::sync::Arc;
 
@@ -26,12 +25,12 @@ pub struct MetricsEntry {
 }
 
 impl MetricsEntry {
-    /// The entry and its fixed options: a 5 s default deadline, safe to retry.
+    /// The entry and its fixed options: one at a time, a 5 s default deadline, safe to retry.
     pub fn enabled(metrics: Arc<WorkerMetrics>) -> (Box<dyn Entry>, EntryOptions) {
         let options = EntryOptions {
             default_timeout_ms: Some(5_000),
             idempotent: true,
-            max_concurrency: None,
+            max_concurrency: Some(1),
         };
         (Box::new(Self { metrics }), options)
     }
@@ -78,6 +77,7 @@ mod tests {
         let (entry, options) = MetricsEntry::enabled(metrics);
         assert_eq!(entry.name(), "__metrics__");
         assert!(options.idempotent);
+        assert_eq!(options.max_concurrency, Some(1));
         let text = String::from_utf8(call(entry.as_ref(), Codec::Raw).unwrap()).unwrap();
         assert!(text.contains("# TYPE molt_worker_replies_total counter"));
         assert!(text.contains("entry=\"__metrics__\""));
