@@ -23,7 +23,7 @@ transports (one or both):
                             segment each; the directory is created 0700 if missing
   --ring-bytes N            data area of each ring, a power of two (default 1048576); the
                             largest frame a ring carries is N/2 - 8 bytes
-  --spin-us N               microseconds a connection polls its ring before sleeping (default 50)
+  --spin-us N               microseconds a connection polls its ring before sleeping (default 20)
 
 options:
   --exports PATH            exports manifest (JSON): which entries are enabled
@@ -458,6 +458,15 @@ mod tests {
             let line = format!("--socket s --exports m {extra}");
             assert!(parse(args(&line)).is_err(), "{extra}");
         }
+    }
+
+    #[test]
+    fn the_usage_text_states_the_default_spin_window() {
+        let stated = format!(
+            "before sleeping (default {})",
+            WaitConfig::DEFAULT_SPIN.as_micros()
+        );
+        assert!(USAGE.contains(&stated), "{USAGE}");
     }
 
     #[test]
