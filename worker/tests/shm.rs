@@ -619,6 +619,24 @@ fn a_response_index_out_of_range_closes_that_connection() {
     assert_worker_still_serves(&worker);
 }
 
+#[test]
+fn a_client_that_stops_reading_its_replies_is_disconnected_after_the_grace_period() {
+    let (_dir, mut worker) = started("not_reading", &["--ring-bytes", "4096"]);
+    let mut client = worker.connect();
+    // Three replies of a kilobyte fill the 4 KiB response ring; the fourth finds no room.
+    for id in 0..4 {
+        client.call(id, "echo", Codec::Raw, &[0; 1000]);
+    }
+    let closed =
+        eventually(|| client.side.state.is_closed() || peer_hung_up(&client.stream).unwrap());
+    assert!(closed, "the worker kept a client that does not read");
+    assert_worker_still_serves(&worker);
+    worker.signal(libc::SIGTERM);
+    assert!(worker.wait().success());
+    let stderr = worker.stderr();
+    assert!(stderr.contains("left its response ring full"), "{stderr}");
+}
+
 /// An example binary of this package. `cargo test` builds examples, but a run filtered to
 /// one test target does not, so a missing one is built here.
 fn example(name: &str) -> PathBuf {
@@ -691,7 +709,10 @@ fn a_client_that_drops_its_connection_has_its_segment_unmapped_and_running_call_
     client.call(1, "spin", Codec::Json, br#"{"ms": 20000}"#);
     std::thread::sleep(Duration::from_millis(20));
     drop(client);
-    assert!(eventually(|| worker.mapped_segments() == 0), "segment still mapped");
+    assert!(
+        eventually(|| worker.mapped_segments() == 0),
+        "segment still mapped"
+    );
     // The one compute thread is free again only if the spin's token fired.
     let mut next = worker.connect();
     next.call(2, "sleep", Codec::Json, br#"{"ms": 0}"#);
