@@ -42,8 +42,12 @@ test-rust:
 test-loom:
 	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 $(CARGO) test -p molt-ipc-ring --release --target-dir target/loom --test loom
 
+# One pytest process per suite: each configures Django (or not) its own way, and Django's
+# settings can be configured once per process.
 test-python: setup build
-	$(PY) -m pytest -q worker/tests/py demo/django_app/tests
+	$(PY) -m pytest -q worker/tests/py
+	$(PY) -m pytest -q client-py/tests
+	$(PY) -m pytest -q demo/django_app/tests
 
 # docs/reliability.md: the committed fuzz corpora replayed on stable (fuzz/ is outside the
 # workspace), then tests/: the short chaos (50 kill cycles), overload, security and Python
