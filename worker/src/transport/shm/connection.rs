@@ -152,25 +152,14 @@ fn consume_requests(
     let mut head = [0u8; HEADER_LEN + MAX_ENTRY_LEN];
     let mut large = Vec::new();
     loop {
-        // Relaxed: as in `is_closed`; checked per record so a flood cannot hold off shutdown.
-        if stopping.load(Ordering::Relaxed) {
-            return End::Stopping;
-        }
-        if sink.is_broken() {
-            return End::RepliesBroken;
+        // Checked per record too, not only when the ring runs dry: a flood cannot hold off
+        // shutdown, and the calls a dead client left in its ring are not run.
+        if is_closed() {
+            return why_closed(stopping, sink);
         }
         match requests.wait(u64::MAX, &settings.wait, &mut is_closed) {
             Ok(WaitOutcome::Ready) => {}
-            Ok(WaitOutcome::Closed | WaitOutcome::TimedOut) => {
-                // Relaxed: as above.
-                if stopping.load(Ordering::Relaxed) {
-                    return End::Stopping;
-                }
-                if sink.is_broken() {
-                    return End::RepliesBroken;
-                }
-                return End::PeerGone;
-            }
+            Ok(WaitOutcome::Closed | WaitOutcome::TimedOut) => return why_closed(stopping, sink),
             Err(err) => return End::Corrupt(err.to_string()),
         }
         let record = match requests.pop() {
@@ -199,6 +188,18 @@ fn consume_requests(
         if let Err(err) = connection.submit(frame) {
             return End::Corrupt(err.to_string());
         }
+    }
+}
+
+/// Why `is_closed` said so: the worker stops, the sink broke, or else the client is gone.
+fn why_closed(stopping: &AtomicBool, sink: &RingSink) -> End {
+    // Relaxed: as in `serve`'s `is_closed`.
+    if stopping.load(Ordering::Relaxed) {
+        End::Stopping
+    } else if sink.is_broken() {
+        End::RepliesBroken
+    } else {
+        End::PeerGone
     }
 }
 
