@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for FUZZ_SECONDS (default 60) each, one after the other, on the
-# nightly toolchain (cargo-fuzz's sanitizer flags need it), growing fuzz/corpus/<target>/.
+# Runs every fuzz target (or those named as arguments) for FUZZ_SECONDS (default 60) each, one
+# after the other, on the nightly toolchain (cargo-fuzz's sanitizer flags need it), growing fuzz/corpus/<target>/.
 # Prints one summary line per target (executions, new corpus inputs, crash or not); with
 # MOLT_RELIABILITY_FIGURES set, also appends them there as JSON lines.
 # A crash leaves its input in fuzz/artifacts/<target>/ and fails the run: copy the input into
@@ -10,7 +10,12 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cargo_fuzz="$("$repo/fuzz/scripts/ensure_cargo_fuzz.sh")"
 seconds="${FUZZ_SECONDS:-60}"
 cd "$repo/fuzz"
-targets=$(RUSTUP_TOOLCHAIN=nightly "$cargo_fuzz" list)
+targets="${*:-$(RUSTUP_TOOLCHAIN=nightly "$cargo_fuzz" list)}"
+# Build everything first, so a compile error is reported as one, not as a crash of a target.
+if ! RUSTUP_TOOLCHAIN=nightly "$cargo_fuzz" build >&2; then
+    echo "fuzz: the targets do not build (see above)" >&2
+    exit 2
+fi
 failed=0
 for target in $targets; do
     log="$(mktemp)"
