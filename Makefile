@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements-dev.txt client-py/pyproject.toml
 setup: $(VENV)/.installed
 
 build:
-	$(CARGO) build --workspace --all-targets
+	$(CARGO) build --workspace --bins
 
 build-release:
 	$(CARGO) build --release -p molt-worker
