@@ -26,7 +26,7 @@ def one_spin_manifest(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(params=["stdio"])
+@pytest.fixture(params=["stdio", "shm"])
 def transport(request: pytest.FixtureRequest) -> str:
     """Every transport the suite runs against; a new transport adds its name here."""
     return request.param

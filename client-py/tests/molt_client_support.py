@@ -4,6 +4,7 @@ other directories collected in the same pytest run cannot shadow it)."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +35,22 @@ def wait_until(condition: Callable[[], object], what: str, bound_s: float = HANG
         if time.monotonic() > give_up:
             pytest.fail(f"timed out waiting until {what}")
         time.sleep(0.002)
+
+
+def stop_process(pid: int) -> None:
+    """SIGSTOPs ``pid`` and returns once every one of its threads is stopped: the signal is
+    delivered asynchronously, and over shared memory a running worker answers a call within
+    microseconds, before it would otherwise have stopped."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped() -> bool:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                    states.append(stat.read().rpartition(")")[2].split()[0])
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
+        return all(state in ("T", "t") for state in states)
+
+    wait_until(all_stopped, "the worker is stopped")

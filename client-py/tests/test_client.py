@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from molt_client_support import HANG_BOUND_S, MakeClient, wait_until
+from molt_client_support import HANG_BOUND_S, MakeClient, stop_process, wait_until
 from molt_accel import (
     Busy,
     CallMetrics,
@@ -61,6 +61,23 @@ def assert_safe(message: str) -> None:
     assert "/" not in message and "Traceback" not in message and "panicked at" not in message, message
 
 
+async def worker_has_read(client: MoltClient, *, calls: int) -> None:
+    """Returns once ``calls`` calls are in flight and the worker has read them: they were sent
+    by tasks of this event loop, so over one connection (one per loop on every transport), and
+    a ping on that connection is answered only after the frames before it were read. (A
+    thread's ping says nothing about other threads' calls over shm: one connection each.)"""
+    give_up = time.monotonic() + HANG_BOUND_S
+    while client.in_flight < calls:
+        assert time.monotonic() < give_up, "the calls were not sent"
+        await asyncio.sleep(0.001)
+    transport = client._transport
+    assert transport is not None
+    request_id = client._next_request_id()
+    ping = encode_frame(Frame(kind=Kind.PING, request_id=request_id))
+    reply = await transport.aexchange(request_id, "", ping, time.monotonic_ns() + int(HANG_BOUND_S * 1e9))
+    assert reply.kind is Kind.PONG
+
+
 # -- statuses ---------------------------------------------------------------------------------
 
 
@@ -98,14 +115,17 @@ def test_the_worker_answers_timeout_at_the_deadline(make_client: MakeClient) -> 
     # deadline, so its reply comes from the worker's deadline timer alone.
     client = make_client(hooks=recorder.hooks, worker_args=("--compute-threads", "1"))
     client.start()
-    with ThreadPoolExecutor(1) as pool:
-        blocker = pool.submit(client.call, "spin", {"ms": 20_000}, timeout_ms=30_000)
-        wait_until(lambda: client.in_flight == 1, "the spin call is in flight")
-        client.ping()
+
+    async def main() -> None:
+        blocker = asyncio.create_task(client.acall("spin", {"ms": 20_000}, timeout_ms=30_000))
+        await worker_has_read(client, calls=1)
         with pytest.raises(Timeout):
-            client.call("sleep", {"ms": 10}, timeout_ms=100)
-        client.close()  # the worker cancels the blocker on EOF
-        assert isinstance(blocker.exception(timeout=HANG_BOUND_S), Cancelled)
+            await client.acall("sleep", {"ms": 10}, timeout_ms=100)
+        await asyncio.to_thread(client.close)  # the worker cancels the blocker on EOF
+        with pytest.raises(Cancelled):
+            await asyncio.wait_for(blocker, HANG_BOUND_S)
+
+    asyncio.run(main())
     # The worker's own reply, not the client giving up: it came with metrics.
     assert recorder.statuses("sleep") == ["Timeout"]
 
@@ -113,15 +133,18 @@ def test_the_worker_answers_timeout_at_the_deadline(make_client: MakeClient) -> 
 def test_an_entry_at_its_concurrency_limit_is_busy(make_client: MakeClient, one_spin_manifest) -> None:
     client = make_client(exports=str(one_spin_manifest))
     client.start()
-    with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(client.call, "spin", {"ms": 20_000}, timeout_ms=30_000)
-        wait_until(lambda: client.in_flight == 1, "the first spin call is in flight")
-        client.ping()  # the worker has admitted it
+
+    async def main() -> Busy:
+        running = asyncio.create_task(client.acall("spin", {"ms": 20_000}, timeout_ms=30_000))
+        await worker_has_read(client, calls=1)  # and admitted it
         with pytest.raises(Busy) as caught:
-            client.call("spin", {"ms": 1})
-        client.close()  # the worker cancels the running spin on EOF
-        assert isinstance(running.exception(timeout=HANG_BOUND_S), Cancelled)
-    assert_safe(caught.value.safe_message)
+            await client.acall("spin", {"ms": 1})
+        await asyncio.to_thread(client.close)  # the worker cancels the running spin on EOF
+        with pytest.raises(Cancelled):
+            await asyncio.wait_for(running, HANG_BOUND_S)
+        return caught.value
+
+    assert_safe(asyncio.run(main()).safe_message)
 
 
 def test_a_panicking_entry_is_an_internal_error_with_a_safe_message(client: MoltClient) -> None:
@@ -136,16 +159,18 @@ def test_a_call_the_worker_cancels_on_its_own_raises_cancelled(make_client: Make
     # in the queue behind a running one (one compute thread), so no entry races the shutdown.
     client = make_client(worker_args=("--compute-threads", "1"))
     client.start()
-    with ThreadPoolExecutor(2) as pool:
-        pool.submit(client.call, "spin", {"ms": 10_000}, timeout_ms=20_000)
-        wait_until(lambda: client.in_flight == 1, "the spin call is in flight")
-        queued = pool.submit(client.call, "sleep", {"ms": 10_000}, timeout_ms=20_000)
-        wait_until(lambda: client.in_flight == 2, "the sleep call is in flight")
-        client.ping()  # the worker has read both calls
+
+    async def main() -> Cancelled:
+        running = asyncio.create_task(client.acall("spin", {"ms": 10_000}, timeout_ms=20_000))
+        queued = asyncio.create_task(client.acall("sleep", {"ms": 10_000}, timeout_ms=20_000))
+        await worker_has_read(client, calls=2)
         os.kill(client.worker_pid, signal.SIGTERM)  # type: ignore[arg-type]
         with pytest.raises(Cancelled) as caught:
-            queued.result(timeout=HANG_BOUND_S)
-    assert caught.value.status == "Cancelled"
+            await asyncio.wait_for(queued, HANG_BOUND_S)
+        await asyncio.gather(running, return_exceptions=True)
+        return caught.value
+
+    assert asyncio.run(main()).status == "Cancelled"
 
 
 def test_a_frame_the_worker_does_not_understand_is_answered_protocol_error(client: MoltClient) -> None:
@@ -180,15 +205,21 @@ def test_200_asyncio_tasks_each_get_their_own_reply_without_a_thread_per_call(ma
     threads_at_send: list[int] = []
     client = make_client(hooks=Hooks(before_send=lambda entry, size: threads_at_send.append(threading.active_count())))
     client.start()
-    baseline = threading.active_count()
 
-    async def main() -> None:
+    async def main() -> int:
+        # The first call sets up what a transport keeps per event loop (a reader thread, for
+        # shm); after that the thread count must not grow with the calls.
+        assert await client.acall("echo", "first") == "first"
+        threads_at_send.clear()
+        baseline = threading.active_count()
+
         async def one(n: int) -> None:
             assert await client.acall("echo", {"task": n}) == {"task": n}
 
         await asyncio.gather(*(one(n) for n in range(200)))
+        return baseline
 
-    asyncio.run(main())
+    baseline = asyncio.run(main())
     assert len(threads_at_send) == 200
     assert max(threads_at_send) == baseline
     assert client.in_flight == 0
@@ -234,19 +265,22 @@ def test_a_wedged_worker_cannot_hold_a_call_past_its_deadline(make_client: MakeC
     recorder = Recorder()
     client = make_client(hooks=recorder.hooks)
     client.start()
-    os.kill(client.worker_pid, signal.SIGSTOP)  # type: ignore[arg-type]
-    started = time.monotonic()
-    with pytest.raises(Timeout) as caught:
-        client.call("echo", {"x": 1}, timeout_ms=200)
-    assert time.monotonic() - started < HANG_BOUND_S
-    assert "deadline" in caught.value.safe_message
-    assert recorder.received == []  # the client gave up on its own: no reply yet
 
-    async def acall() -> None:
-        await client.acall("echo", {"x": 2}, timeout_ms=200)
+    async def main() -> None:
+        # Whatever a transport sets up per event loop is set up before the worker stops.
+        await client.acall("echo", {"x": 0})
+        recorder.received.clear()
+        stop_process(client.worker_pid)  # type: ignore[arg-type]
+        started = time.monotonic()
+        with pytest.raises(Timeout) as caught:
+            client.call("echo", {"x": 1}, timeout_ms=200)
+        assert time.monotonic() - started < HANG_BOUND_S
+        assert "deadline" in caught.value.safe_message
+        assert recorder.received == []  # the client gave up on its own: no reply yet
+        with pytest.raises(Timeout):
+            await client.acall("echo", {"x": 2}, timeout_ms=200)
 
-    with pytest.raises(Timeout):
-        asyncio.run(acall())
+    asyncio.run(main())
     os.kill(client.worker_pid, signal.SIGCONT)  # type: ignore[arg-type]
     # The worker now answers both abandoned calls (their deadlines passed) and the client
     # forgets them: nothing leaks.

@@ -16,6 +16,7 @@ from hdrh.log import HistogramLogReader
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import MakeClient, wait_until
+from molt_client_support import stop_process
 from molt_accel import InvalidInput, Timeout
 from molt_accel._metrics import ClientMetrics, label_worker_texts, prometheus_text
 
@@ -51,7 +52,7 @@ def test_every_reply_is_counted_in_every_series_it_has(make_client: MakeClient, 
 def test_a_late_reply_is_counted_with_its_round_trip_only(make_client: MakeClient) -> None:
     client = make_client(metrics=True)
     client.start()
-    os.kill(client.worker_pid, signal.SIGSTOP)  # type: ignore[arg-type]
+    stop_process(client.worker_pid)  # type: ignore[arg-type]
     with pytest.raises(Timeout):
         client.call("echo", "late", timeout_ms=100)
     os.kill(client.worker_pid, signal.SIGCONT)  # type: ignore[arg-type]

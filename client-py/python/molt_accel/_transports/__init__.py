@@ -8,11 +8,12 @@ A transport is a :class:`~molt_accel._transports._base.Transport` subclass liste
 from __future__ import annotations
 
 from ._base import LateReplyHandler, Transport
+from ._shm import ShmTransport
 from ._stdio import StdioTransport
 
 __all__ = ["TRANSPORTS", "Transport", "LateReplyHandler", "transport_class"]
 
-TRANSPORTS: dict[str, type[Transport]] = {StdioTransport.name: StdioTransport}
+TRANSPORTS: dict[str, type[Transport]] = {StdioTransport.name: StdioTransport, ShmTransport.name: ShmTransport}
 
 
 def transport_class(name: str) -> type[Transport]:
