@@ -585,7 +585,10 @@ class ShmTransport(Transport):
                 request_id=request_id,
             )
         if status == lib.MOLT_SHM_TOO_LARGE:
-            return ProtocolError(f"a frame of {length} bytes is larger than the shared-memory ring accepts", request_id=request_id)
+            return ProtocolError(
+                f"a frame of {length} bytes is larger than the worker's shared-memory ring accepts (--ring-bytes)",
+                request_id=request_id,
+            )
         if status == lib.MOLT_SHM_CLOSED:
             self._gone("the worker exited")
         else:
