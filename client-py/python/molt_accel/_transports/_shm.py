@@ -48,7 +48,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .._exceptions import Busy, ProtocolError, Timeout, WorkerUnavailable
+from .._exceptions import Busy, MoltError, ProtocolError, Timeout, WorkerUnavailable
 from .._frame import Frame, Kind, decode_frame, encode_frame
 from ._base import Transport
 from ._stdio import StdioTransport, _describe_exit, _forward_stderr
@@ -59,6 +59,10 @@ try:
     from .._native import ffi, lib
 except ImportError:  # built without its native module (a pure-Python install)
     ffi = lib = None
+else:
+    # The hot path's two calls, looked up once.
+    _send = lib.molt_shm_send
+    _recv = lib.molt_shm_recv
 
 logger = logging.getLogger("molt_accel")
 
@@ -68,7 +72,7 @@ logger = logging.getLogger("molt_accel")
 SPIN_NS = 20_000
 # How long a new worker's socket is waited for between checks that the worker still runs.
 _SOCKET_POLL_S = 0.002
-# Pause between attempts to reach an attached worker's socket that does not answer yet.
+# Pause between attempts to reach a worker's socket that does not answer yet.
 _ATTACH_RETRY_S = 0.01
 # A reader or draining thread waits in slices of this long, so it notices close() promptly.
 _READER_SLICE_NS = 100_000_000
@@ -109,7 +113,7 @@ class _Connection:
 
     __slots__ = (
         "handle", "use", "state", "wanted", "closed", "doomed", "retired", "stopping",
-        "buf", "cap", "out_len", "call_id", "sent_ns", "entry", "pending", "abandoned", "loop", "reader",
+        "buf", "cap", "view", "out_len", "call_id", "sent_ns", "pending", "abandoned", "loop", "reader",
     )
 
     def __init__(self, handle: Any) -> None:
@@ -122,13 +126,11 @@ class _Connection:
         self.doomed = False
         self.retired = False
         self.stopping = False
-        self.cap = _INITIAL_BUFFER
-        self.buf = ffi.new("uint8_t[]", self.cap)
+        self.grow(_INITIAL_BUFFER)
         self.out_len = ffi.new("uintptr_t *")
-        # A thread's connection: the call in flight (0: none), when it was sent, its entry.
+        # A thread's connection: the call in flight (0: none) and when it was sent.
         self.call_id = 0
         self.sent_ns = 0
-        self.entry = ""
         # An asyncio connection: request_id -> waiter.
         self.pending: dict[int, _AsyncWaiter] = {}
         # request_id -> (entry, sent_ns) of abandoned calls whose late reply is due.
@@ -136,6 +138,13 @@ class _Connection:
         # An asyncio connection's loop, weakly: the connection must not keep it alive.
         self.loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self.reader: threading.Thread | None = None
+
+    def grow(self, capacity: int) -> None:
+        """A reply buffer of ``capacity`` bytes, reused by every receive, and a view of it to
+        decode from without a copy."""
+        self.cap = capacity
+        self.buf = ffi.new("uint8_t[]", capacity)
+        self.view = memoryview(ffi.buffer(self.buf, capacity))
 
     def due(self) -> int:
         return (1 if self.call_id else 0) + len(self.pending) + len(self.abandoned)
@@ -275,16 +284,21 @@ class ShmTransport(Transport):
                 self._gone("the worker did not open its socket in time")
                 raise WorkerUnavailable("the worker did not answer its first ping in time")
             time.sleep(_SOCKET_POLL_S)
-        status, conn = self._connect(deadline)
-        if conn is not None:
-            return conn
-        if proc.poll() is not None:
-            self._started_and_died()
-        if status == lib.MOLT_SHM_HANDSHAKE_FAILED:
-            self._fall_back("the worker's shared-memory segment was refused")
-        else:
-            self._fall_back("the worker refused a shared-memory connection")
-        return None
+        # The socket file appears at bind, a moment before the worker listens: a refused
+        # connection is tried again until the start timeout.
+        while True:
+            status, conn = self._connect(deadline)
+            if conn is not None:
+                return conn
+            if proc.poll() is not None:
+                self._started_and_died()
+            if status == lib.MOLT_SHM_HANDSHAKE_FAILED:
+                self._fall_back("the worker's shared-memory segment was refused")
+                return None
+            if time.monotonic() > deadline:
+                self._fall_back("the worker refused shared-memory connections")
+                return None
+            time.sleep(_ATTACH_RETRY_S)
 
     def _started_and_died(self) -> None:
         assert self._reaper is not None
@@ -480,12 +494,20 @@ class ShmTransport(Transport):
         try:
             if conn.closed:
                 raise WorkerUnavailable("the client is closing", request_id=request_id)
-            status = lib.molt_shm_send(conn.handle, frame, len(frame))
+            status = _send(conn.handle, frame, len(frame))
             if status != 0:
                 raise self._send_failed(status, request_id, len(frame))
             conn.sent_ns = time.perf_counter_ns()
-            conn.entry = entry
             conn.call_id = request_id
+            # The common case inline (a reply that fits the buffer); _receive does the rest.
+            if _recv(conn.handle, conn.buf, conn.cap, conn.out_len, wait_until_ns, SPIN_NS) == 0:
+                try:
+                    reply = decode_frame(conn.view[: conn.out_len[0]], self._max_frame_bytes)
+                except ProtocolError as exc:
+                    raise self._undecodable(exc, request_id) from None
+                if reply.request_id == request_id:
+                    return reply
+                _unknown_reply(reply)
             while True:
                 reply = self._receive(conn, wait_until_ns, SPIN_NS, request_id)
                 if reply is None:
@@ -536,20 +558,12 @@ class ShmTransport(Transport):
         ``wait_until_ns``. Raises WorkerUnavailable when the worker is gone, ProtocolError
         for an answerable reply the client does not understand."""
         while True:
-            status = lib.molt_shm_recv(conn.handle, conn.buf, conn.cap, conn.out_len, wait_until_ns, spin_ns)
+            status = _recv(conn.handle, conn.buf, conn.cap, conn.out_len, wait_until_ns, spin_ns)
             if status == 0:
                 try:
-                    return decode_frame(ffi.buffer(conn.buf, conn.out_len[0]), self._max_frame_bytes)
+                    return decode_frame(conn.view[: conn.out_len[0]], self._max_frame_bytes)
                 except ProtocolError as exc:
-                    if exc.request_id is None:
-                        self._break(f"the worker sent a malformed frame: {exc.safe_message}")
-                        raise WorkerUnavailable(
-                            "the worker sent a malformed frame", request_id=request_id, reached_worker=True
-                        ) from None
-                    raise ProtocolError(
-                        f"the worker sent a reply the client does not understand: {exc.safe_message}",
-                        request_id=exc.request_id,
-                    ) from None
+                    raise self._undecodable(exc, request_id) from None
             if status == lib.MOLT_SHM_TIMEOUT:
                 return None
             if status == lib.MOLT_SHM_TOO_SMALL:
@@ -559,14 +573,23 @@ class ShmTransport(Transport):
                     raise WorkerUnavailable(
                         "the worker sent a frame larger than max_frame_bytes", request_id=request_id, reached_worker=True
                     )
-                conn.cap = needed
-                conn.buf = ffi.new("uint8_t[]", needed)
+                conn.grow(needed)
                 continue
             if status == lib.MOLT_SHM_CLOSED:
                 self._gone("the worker exited")
             else:
                 self._break(f"the shared-memory ring is unusable ({_status_name(status)})")
             raise WorkerUnavailable("the worker exited before answering", request_id=request_id, reached_worker=True)
+
+    def _undecodable(self, exc: ProtocolError, request_id: int) -> MoltError:
+        """The error for a reply that did not decode: a ProtocolError for the call it answers,
+        or WorkerUnavailable if it answers nothing (the worker is then broken)."""
+        if exc.request_id is None:
+            self._break(f"the worker sent a malformed frame: {exc.safe_message}")
+            return WorkerUnavailable("the worker sent a malformed frame", request_id=request_id, reached_worker=True)
+        return ProtocolError(
+            f"the worker sent a reply the client does not understand: {exc.safe_message}", request_id=exc.request_id
+        )
 
     def _break(self, detail: str) -> None:
         """The worker wrote what no honest worker writes: a spawned one is killed (and
@@ -706,7 +729,7 @@ class ShmTransport(Transport):
         with conn.state:
             if conn.closed or conn.stopping or self._exit_reason is not None:
                 raise WorkerUnavailable(f"the worker is not running ({self.exit_reason})", request_id=request_id)
-            status = lib.molt_shm_send(conn.handle, frame, len(frame))
+            status = _send(conn.handle, frame, len(frame))
             if status != 0:
                 error = self._send_failed(status, request_id, len(frame))
             else:
