@@ -5,7 +5,7 @@ Settings (``settings.MOLT_ACCEL``, every key optional)::
     MOLT_ACCEL = {
         "WORKER_CMD": ["/srv/bin/molt_worker"],   # program and its own arguments
         "EXPORTS": "/srv/molt_exports.json",       # exports manifest for a spawned worker
-        "TRANSPORT": "stdio",                      # or "shm" once available
+        "TRANSPORT": "stdio",                      # or "shm" (shared memory)
         "SOCKET": None,                            # attach to a running worker (shm)
         "STRICT_SHM": False,                       # shm: fail instead of falling back to stdio
         "TIMEOUT_MS": 1000,                        # default deadline of a call
