@@ -30,6 +30,7 @@ import msgpack
 from hdrh.histogram import HdrHistogram
 
 from molt_accel import MoltClient
+from molt_accel._transports import _shm
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSPORTS = ("shm", "stdio")
@@ -110,16 +111,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 1024], help="msgpack payload sizes in bytes")
     parser.add_argument("--idle-s", type=float, default=3.0)
+    parser.add_argument("--client-spin-us", type=float, help="the client's spin window (default: SPIN_NS)")
+    parser.add_argument("--worker-spin-us", type=int, help="the worker's --spin-us (default: its own)")
     args = parser.parse_args()
+    if args.client_spin_us is not None:
+        _shm.SPIN_NS = int(args.client_spin_us * 1000)
+    worker_cmd = [args.worker] + ([] if args.worker_spin_us is None else ["--spin-us", str(args.worker_spin_us)])
     if not Path(args.worker).is_file():
         raise SystemExit(f"{args.worker} is missing: cargo build --release -p molt-worker")
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {load()}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, client spin {_shm.SPIN_NS / 1000:g} µs, {load()}")
     results: dict[tuple[str, int, str], HdrHistogram] = {}
     idle: dict[str, tuple[float, float]] = {}
     for transport in TRANSPORTS:
         options = {"strict_shm": True} if transport == "shm" else {}
-        with MoltClient(worker_cmd=[args.worker], exports=args.exports, transport=transport, **options) as client:
+        # stdio has no spin window: --spin-us is a flag of --socket.
+        command = worker_cmd if transport == "shm" else [args.worker]
+        with MoltClient(worker_cmd=command, exports=args.exports, transport=transport, **options) as client:
             client.start()
             for size in args.sizes:
                 payload = payload_of_size(size)
