@@ -45,15 +45,26 @@ READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 
 
-def worker_supports_shm(worker_bin: Path) -> bool:
-    """True when this build of the worker has the shared-memory transport (`--socket`)."""
+def shm_available(worker_bin: Path) -> bool:
+    """True when both this build of the worker (`--socket`) and the installed client have the
+    shared-memory transport."""
+    from molt_accel import MoltClient
+
     try:
         help_text = subprocess.run(
             [str(worker_bin), "--help"], capture_output=True, text=True, timeout=10, check=False
         )
     except OSError:
         return False
-    return "--socket" in help_text.stdout + help_text.stderr
+    if "--socket" not in help_text.stdout + help_text.stderr:
+        return False
+    try:
+        # Construction only checks the configuration (the transport must be registered); the
+        # worker is not started.
+        MoltClient(worker_cmd=[str(worker_bin)], transport="shm", strict_shm=True).close()
+    except ValueError:
+        return False
+    return True
 
 
 class DemoServer:
@@ -77,8 +88,9 @@ class DemoServer:
         self.async_port = port + 1
         self.transport = transport
         self.workers = workers
-        self.worker_bin = worker_bin
-        self.exports = exports
+        # Absolute: the processes run in the Django project's directory.
+        self.worker_bin = worker_bin.resolve()
+        self.exports = exports.resolve()
         self.metrics_path = metrics_path
         self.log_dir = log_dir
         self.extra_env = extra_env or {}
@@ -311,8 +323,8 @@ def interrupt_as_exit() -> Iterator[None]:
 
 
 def default_transport(worker_bin: Path) -> str:
-    """shm where this worker build has it, stdio otherwise."""
-    return "shm" if worker_supports_shm(worker_bin) else "stdio"
+    """shm where this worker build and the client have it, stdio otherwise."""
+    return "shm" if shm_available(worker_bin) else "stdio"
 
 
 def main() -> int:
