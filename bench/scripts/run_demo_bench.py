@@ -54,7 +54,8 @@ COMPUTE_ENDPOINTS = ("/baseline/compute", "/offload/compute")
 ASYNC_ENDPOINTS = ("/offload_async",)
 METRIC_FIELDS = ("queue_us", "exec_us", "queue_depth", "round_trip_us", "encode_us", "decode_us")
 URLS_PER_FILE = 256
-# Open-loop steps offer this share of the baseline's best measured capacity at the work size.
+# Open-loop steps offer every endpoint of a work size the same rate: this share of the lowest
+# of their best measured capacities, a load each of them can sustain.
 FIXED_RATE_SHARE = 0.5
 
 
@@ -481,7 +482,7 @@ def main() -> int:
         "duration_s": profile.duration_s,
         "warmup_s": profile.warmup_s,
         "fixed_rate_s": profile.fixed_rate_s,
-        "fixed_rate_share_of_baseline_capacity": FIXED_RATE_SHARE,
+        "fixed_rate_share_of_lowest_capacity": FIXED_RATE_SHARE,
         "urls_per_step": URLS_PER_FILE,
         "seed": args.seed,
         "timeout_ms": int(os.environ.get("MOLT_TIMEOUT_MS", "2000")),
@@ -511,7 +512,7 @@ def main() -> int:
                         server.base_url(asynchronous=endpoint in ASYNC_ENDPOINTS), endpoint, queries)
                     for endpoint in endpoints
                 }
-                best_baseline_rps = 0.0
+                best_rps = {endpoint: 0.0 for endpoint in endpoints}
                 for concurrency in profile.concurrency:
                     # Endpoints alternate within a concurrency level so drift hits them alike.
                     for endpoint in endpoints:
@@ -525,9 +526,8 @@ def main() -> int:
                                             metrics)
                         runs.append(record)
                         progress(step, total, record)
-                        if endpoint.startswith("/baseline"):
-                            best_baseline_rps = max(best_baseline_rps, result.rps)
-                rate = max(round(best_baseline_rps * FIXED_RATE_SHARE, 1), 1.0)
+                        best_rps[endpoint] = max(best_rps[endpoint], result.rps)
+                rate = max(round(min(best_rps.values()) * FIXED_RATE_SHARE, 1), 1.0)
                 for endpoint in endpoints:
                     step += 1
                     connections = max(profile.concurrency)
