@@ -13,7 +13,8 @@ Percentiles come from an HDR histogram (``hdrhistogram``, 3 significant digits).
 calls, each transport's client and worker sit idle for ``--idle-s`` seconds and their CPU
 use over that window is read from /proc (a clock tick is 10 ms, so a 3 s window resolves
 0.33 %). The load average is printed with every table: on a shared 2-core machine it
-matters more than anything measured here.
+matters more than anything measured here, and so does where the scheduler puts the two
+spinning sides (``--pin`` puts them on different cores).
 
     .venv/bin/python bench/ipc/py_roundtrip.py            # release worker, 100,000 calls
 """
@@ -52,6 +53,12 @@ def cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as stat_file:
         fields = stat_file.read().rpartition(b")")[2].split()
     return int(fields[11]) + int(fields[12])
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` onto ``cpu`` (threads started later inherit it)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), {cpu})
 
 
 def back_to_back(client: MoltClient, payload: object, calls: int) -> HdrHistogram:
@@ -113,6 +120,9 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=3.0)
     parser.add_argument("--client-spin-us", type=float, help="the client's spin window (default: SPIN_NS)")
     parser.add_argument("--worker-spin-us", type=int, help="the worker's --spin-us (default: its own)")
+    parser.add_argument(
+        "--pin", action="store_true", help="client on CPU 0, worker on CPU 1 (the scheduler otherwise often puts both on one)"
+    )
     args = parser.parse_args()
     if args.client_spin_us is not None:
         _shm.SPIN_NS = int(args.client_spin_us * 1000)
@@ -120,7 +130,8 @@ def main() -> None:
     if not Path(args.worker).is_file():
         raise SystemExit(f"{args.worker} is missing: cargo build --release -p molt-worker")
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, client spin {_shm.SPIN_NS / 1000:g} µs, {load()}")
+    pinned = ", client pinned to CPU 0 and worker to CPU 1" if args.pin else ""
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, client spin {_shm.SPIN_NS / 1000:g} µs{pinned}, {load()}")
     results: dict[tuple[str, int, str], HdrHistogram] = {}
     idle: dict[str, tuple[float, float]] = {}
     for transport in TRANSPORTS:
@@ -129,6 +140,10 @@ def main() -> None:
         command = worker_cmd if transport == "shm" else [args.worker]
         with MoltClient(worker_cmd=command, exports=args.exports, transport=transport, **options) as client:
             client.start()
+            if args.pin:
+                assert client.worker_pid is not None
+                pin(os.getpid(), 0)
+                pin(client.worker_pid, 1)
             for size in args.sizes:
                 payload = payload_of_size(size)
                 back_to_back(client, payload, args.warmup)
