@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from molt_accel._frame import Codec, encode_call
+from molt_accel._frame import Codec, Frame, Kind, decode_frame, encode_call, encode_frame
 from reliability_support import TEST_EXPORTS, record_figures, status_value, wait_until
 
 LENGTH = struct.Struct("<I")
@@ -26,7 +26,12 @@ def test_unread_replies_stop_the_worker_reading_calls(worker_bin: str) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    assert proc.stdin is not None
+    assert proc.stdin is not None and proc.stdout is not None
+    # Measure the worker once it is up (it answers a ping), not the process still exec'ing.
+    ping = encode_frame(Frame(kind=Kind.PING, request_id=0))
+    proc.stdin.write(LENGTH.pack(len(ping)) + ping)
+    proc.stdin.flush()
+    assert decode_frame(proc.stdout.read(LENGTH.unpack(proc.stdout.read(LENGTH.size))[0])).kind is Kind.PONG
     rss_before_kb = status_value(proc.pid, "VmRSS")
     written = 0
 
