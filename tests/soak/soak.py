@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak: mixed load on one worker for a set time, watching for slow leaks.
 
-    python tests/soak/soak.py --duration 1800 [--out soak.json]
+    python tests/soak/soak.py --duration 1800 [--transport shm] [--out soak.json]
 
 Caller threads share one MoltClient and loop over a mix: echo, list_items pages (following
 cursors), compute, short sleeps, calls that time out (and are cancelled), invalid payloads,
@@ -47,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rss-tolerance-kb", type=int, default=16 * 1024)
     parser.add_argument("--count-tolerance", type=int, default=2, help="extra fds or threads allowed")
     parser.add_argument("--worker", default=str(WORKER_BIN))
+    parser.add_argument("--transport", default="stdio", help="stdio or shm")
     parser.add_argument("--out", type=Path)
     return parser.parse_args()
 
@@ -133,7 +134,13 @@ def main() -> int:
     outcomes: Counter[str] = Counter()
     outcomes_lock = threading.Lock()
     stop = threading.Event()
-    client = MoltClient(worker_cmd=[args.worker], exports=TEST_EXPORTS, max_restarts=0)
+    client = MoltClient(
+        worker_cmd=[args.worker],
+        exports=TEST_EXPORTS,
+        transport=args.transport,
+        strict_shm=args.transport == "shm",
+        max_restarts=0,
+    )
     client.start()
     pid = client.worker_pid
     assert pid is not None
@@ -172,6 +179,7 @@ def main() -> int:
     unexpected = {k: v for k, v in outcomes.items() if k not in expected}
     passed = all(r["ok"] for r in report.values()) and not unexpected and not replaced
     summary = {
+        "transport": args.transport,
         "duration_s": round(elapsed, 1),
         "calls": sum(outcomes.values()),
         "calls_per_s": round(sum(outcomes.values()) / elapsed, 1),
