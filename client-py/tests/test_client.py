@@ -353,6 +353,9 @@ def test_restarts_stop_after_max_restarts_and_say_why(make_client: MakeClient) -
         pid = client.worker_pid
         os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
         wait_until(lambda: not os.path.exists(f"/proc/{pid}"), "the dead worker is reaped")
+        # And the client knows: a call sent in between would count as having reached it (over
+        # shm, a frame pushed into a dead worker's ring cannot be told from one it read).
+        wait_until(lambda: not client._transport.alive, "the client sees the worker gone")  # type: ignore[union-attr]
 
     kill_worker()
     assert client.call("echo", 1) == 1  # the one restart max_restarts allows

@@ -76,6 +76,9 @@ _SOCKET_POLL_S = 0.002
 _ATTACH_RETRY_S = 0.01
 # A reader or draining thread waits in slices of this long, so it notices close() promptly.
 _READER_SLICE_NS = 100_000_000
+# An idle reader checks this often whether its event loop was closed, to give the loop's
+# connection back (one wake-up a second, nothing measurable).
+_LOOP_CHECK_S = 1.0
 # How long close() lets in-flight calls finish, and then waits for the worker to exit.
 _CLOSE_GRACE_S = 2.0
 _REAP_WAIT_S = 1.0
@@ -203,7 +206,8 @@ class ShmTransport(Transport):
         self._state = threading.Lock()
         self._retired_wanted = threading.Condition(self._state)
         self._conns: set[_Connection] = set()
-        # Weak: a loop that is gone (asyncio.run returned) gives its connection back.
+        # Weak: a connection must not keep its loop alive (its reader closes it once the loop
+        # is closed).
         self._loop_conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connection] = (
             weakref.WeakKeyDictionary()
         )
@@ -331,11 +335,14 @@ class ShmTransport(Transport):
             return status, None
         conn = _Connection(out[0])
         with self._state:
-            if self._stopping or self._exit_reason is not None:
-                conn.use.acquire()
-                self._close_connection(conn)
-                return lib.MOLT_SHM_CLOSED, None
-            self._conns.add(conn)
+            doomed = self._stopping or self._exit_reason is not None
+            if not doomed:
+                self._conns.add(conn)
+        if doomed:
+            # Outside _state: _close_connection takes it (a plain Lock) to unregister.
+            conn.use.acquire()
+            self._close_connection(conn)
+            return lib.MOLT_SHM_CLOSED, None
         return status, conn
 
     def _fall_back(self, reason: str) -> None:
@@ -782,7 +789,6 @@ class ShmTransport(Transport):
         conn.reader = threading.Thread(target=self._serve, args=(conn,), name="molt-shm-reader", daemon=True)
         conn.use.acquire()  # the reader's for its whole life
         conn.reader.start()
-        weakref.finalize(loop, _loop_gone, conn)
         return conn
 
     def _abandon(self, conn: _Connection, request_id: int, waiter: _AsyncWaiter) -> bool:
@@ -803,7 +809,11 @@ class ShmTransport(Transport):
             while True:
                 with conn.state:
                     while not (conn.pending or conn.abandoned or conn.stopping):
-                        conn.wanted.wait()
+                        if not conn.wanted.wait(_LOOP_CHECK_S):
+                            loop = conn.loop() if conn.loop is not None else None
+                            if loop is None or loop.is_closed():
+                                # Its loop is gone (asyncio.run returned): so is the connection.
+                                conn.stopping = conn.doomed = True
                     if conn.stopping and (
                         not (conn.pending or conn.abandoned) or time.monotonic() > self._stop_by
                     ):
@@ -890,14 +900,6 @@ def _thread_ended(transport_ref: Callable[[], ShmTransport | None], conn: _Conne
     if transport is not None and not conn.retired:
         conn.doomed = True
         transport._close_if_idle(conn)
-
-
-def _loop_gone(conn: _Connection) -> None:
-    """An event loop was garbage-collected: its reader thread ends and closes its connection."""
-    conn.doomed = True
-    with conn.state:
-        conn.stopping = True
-        conn.wanted.notify_all()
 
 
 def _unknown_reply(reply: Frame) -> None:
