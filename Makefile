@@ -16,8 +16,10 @@ PORT ?= 8000
 
 all: test
 
-# The venv is rebuilt when the pinned requirements change.
-$(VENV)/.installed: requirements-dev.txt client-py/pyproject.toml
+# The venv is rebuilt when the pinned requirements change, and the client reinstalled when
+# the Rust sources of its native module (molt_accel._native) do.
+NATIVE_SOURCES := $(wildcard client-py/native/Cargo.toml client-py/native/src/*.rs ipc-ring/Cargo.toml ipc-ring/src/*.rs ipc-ring/src/*/*.rs)
+$(VENV)/.installed: requirements-dev.txt client-py/pyproject.toml $(NATIVE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
