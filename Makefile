@@ -12,7 +12,7 @@ CARGO ?= cargo
 export MOLT_WORKER_BIN ?= $(CURDIR)/target/debug/molt_worker
 PORT ?= 8000
 
-.PHONY: all setup build build-release test test-rust test-loom test-python test-reliability demo serve bench-check oha fuzz chaos soak deny clean
+.PHONY: all setup build build-release test test-rust test-loom test-python test-reliability demo serve bench-check bench-ipc oha fuzz chaos soak deny clean
 
 all: test
 
@@ -49,6 +49,7 @@ test-loom:
 test-python: setup build
 	$(PY) -m pytest -q worker/tests/py
 	$(PY) -m pytest -q client-py/tests
+	$(PY) -m pytest -q client-py/native/tests
 	$(PY) -m pytest -q demo/django_app/tests
 
 # docs/reliability.md: the committed fuzz corpora replayed on stable (fuzz/ is outside the
@@ -88,6 +89,13 @@ demo: setup build-release oha
 # The demo served as the benchmark serves it, on 127.0.0.1:$(PORT) (sync) and $(PORT)+1 (async).
 serve: setup build-release
 	$(PY) bench/scripts/serve.py --port $(PORT) --worker-bin target/release/molt_worker
+
+# Round trip of 64 B and 1 KiB echo through MoltClient over shm and stdio (bench/ipc/README.md),
+# and the Rust-side criterion benches of the ring and the worker's shm transport.
+bench-ipc: setup build-release
+	$(PY) bench/ipc/py_roundtrip.py
+	$(CARGO) bench -p molt-ipc-ring --bench ring
+	$(CARGO) bench -p molt-worker --bench shm_echo
 
 # Short run compared with bench/baseline.json; not in CI (noisy machines).
 bench-check: setup build-release oha
