@@ -8,8 +8,9 @@ import pytest
 
 from reliability_support import WORKER_BIN
 
-# The transports every chaos test runs against; the shared-memory one joins with one name.
-TRANSPORTS = ["stdio"]
+# The transports every chaos and security test runs against (each test passes strict_shm, so
+# "shm" never quietly falls back to stdio).
+TRANSPORTS = ["stdio", "shm"]
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -20,7 +20,13 @@ def main() -> None:
     if socket:
         client = MoltClient(socket=socket[0], transport=transport, strict_shm=True, timeout_ms=timeout_ms)
     else:
-        client = MoltClient(worker_cmd=[worker_bin], exports=exports, transport=transport, timeout_ms=timeout_ms)
+        client = MoltClient(
+            worker_cmd=[worker_bin],
+            exports=exports,
+            transport=transport,
+            strict_shm=transport == "shm",
+            timeout_ms=timeout_ms,
+        )
     client.start()
     print(client.worker_pid, flush=True)
     print("calling", flush=True)

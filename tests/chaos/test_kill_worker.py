@@ -3,7 +3,8 @@
 Every call in flight when the worker dies must end promptly with WorkerUnavailable (or with its
 own result, if the reply was already out), no call may hang or get another call's reply, the
 client must bring a new worker up for the next call, and nothing may be left behind: no zombie,
-no new file in /dev/shm, no descriptor of the client leaked.
+no new file in /dev/shm, no control socket (or its directory) of a killed worker, no
+descriptor of the client leaked.
 
 Cycles: 50 here (`make test`), MOLT_CHAOS_CYCLES=1000 in `make chaos`. The measured figures
 (how long after the kill the in-flight calls learnt of it) go to docs/reliability.md; the
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from molt_accel import MoltClient, MoltError, WorkerUnavailable
 from reliability_support import (
@@ -59,6 +61,15 @@ def live_workers() -> list[int]:
     ]
 
 
+def socket_paths(pid: int) -> list[Path]:
+    """The control socket a worker was started with (``--socket PATH``), if any."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [Path(os.fsdecode(args[i + 1])) for i, arg in enumerate(args[:-1]) if arg == b"--socket"]
+
+
 def call_forever(client: MoltClient, seed: int, stop: threading.Event, calls: list[Call]) -> None:
     """Issues echo calls (carrying a token that must come back) and short sleeps until stopped."""
     rng = random.Random(seed)
@@ -88,6 +99,7 @@ def test_kill_9_under_load_fails_in_flight_calls_promptly_and_leaves_nothing_beh
         worker_cmd=[worker_bin],
         exports=TEST_EXPORTS,
         transport=transport,
+        strict_shm=transport == "shm",
         max_restarts=10 * chaos_cycles + 10,
         restart_window_s=3600.0,
         timeout_ms=CALL_TIMEOUT_MS,
@@ -106,6 +118,7 @@ def test_kill_9_under_load_fails_in_flight_calls_promptly_and_leaves_nothing_beh
             caller.start()
         kills: list[float] = []
         killed: set[int] = set()
+        sockets: set[Path] = set()
         try:
             for _ in range(chaos_cycles):
                 time.sleep(rng.uniform(0, MAX_PAUSE_S))
@@ -113,6 +126,7 @@ def test_kill_9_under_load_fails_in_flight_calls_promptly_and_leaves_nothing_beh
                 while (pid := next((p for p in live_workers() if p not in killed), None)) is None:
                     assert time.monotonic() < give_up, "no worker came back"
                     time.sleep(0.002)
+                sockets.update(socket_paths(pid))
                 kills.append(time.monotonic())
                 # It may have died on its own since it was listed (the client gave up on it).
                 kill_quietly(pid)
@@ -132,6 +146,8 @@ def test_kill_9_under_load_fails_in_flight_calls_promptly_and_leaves_nothing_beh
     assert wait_until(lambda: not live_workers(), 5.0), "a worker outlived close()"
     assert not zombie_children(os.getpid())
     assert dev_shm_names() == shm_before
+    left = [str(path) for path in sockets if path.exists() or path.parent.exists()]
+    assert not left, f"control sockets (or their directories) left behind: {left}"
 
     outcomes: dict[str, int] = {}
     for call in calls:
@@ -155,6 +171,7 @@ def test_kill_9_under_load_fails_in_flight_calls_promptly_and_leaves_nothing_beh
         unavailable=outcomes.get("unavailable", 0),
         wrong_replies=0,
         hung=0,
+        control_sockets_checked=len(sockets),
         unavailable_after_kill_ms_p50=round(percentile(latencies, 0.50) * 1000, 2),
         unavailable_after_kill_ms_p99=round(percentile(latencies, 0.99) * 1000, 2),
         unavailable_after_kill_ms_max=round(max(latencies, default=0.0) * 1000, 2),

@@ -78,6 +78,7 @@ def test_ten_times_capacity_gets_busy_at_once_and_every_call_one_reply(
         worker_cmd=worker_args(worker_bin),
         exports=TEST_EXPORTS,
         transport=transport,
+        strict_shm=transport == "shm",
         timeout_ms=CALL_TIMEOUT_MS,
         hooks=Hooks(after_recv=after_recv),
     )

@@ -31,7 +31,12 @@ LATE_BOUND_S = 1.0
 @pytest.mark.parametrize("payload_bytes", [64, 256 * 1024], ids=["fits-the-pipe", "fills-the-pipe"])
 def test_callers_of_a_stopped_worker_time_out_at_their_deadline(transport: str, worker_bin: str, payload_bytes: int) -> None:
     client = MoltClient(
-        worker_cmd=[worker_bin], exports=TEST_EXPORTS, transport=transport, deadline_grace_ms=GRACE_MS, max_restarts=5
+        worker_cmd=[worker_bin],
+        exports=TEST_EXPORTS,
+        transport=transport,
+        strict_shm=transport == "shm",
+        deadline_grace_ms=GRACE_MS,
+        max_restarts=5,
     )
     try:
         client.start()

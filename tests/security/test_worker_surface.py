@@ -166,7 +166,9 @@ def test_client_errors_name_no_path(tmp_path: Path) -> None:
 
 def test_the_worker_opens_no_inet_socket_and_no_named_segment(transport: str, worker_bin: str) -> None:
     shm_before = dev_shm_names()
-    with MoltClient(worker_cmd=[worker_bin], exports=TEST_EXPORTS, transport=transport) as client:
+    with MoltClient(
+        worker_cmd=[worker_bin], exports=TEST_EXPORTS, transport=transport, strict_shm=transport == "shm"
+    ) as client:
         assert client.call("echo", {"x": 1}) == {"x": 1}
         assert client.call("compute", {"n": 1000}, timeout_ms=5000)["n"] == 1000
         pid = client.worker_pid
