@@ -2,7 +2,7 @@
 
 use molt_ipc_ring::frame::Codec;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{EntryError, EntryResult};
 
