@@ -77,7 +77,10 @@ fn round_trips(c: &mut Criterion) {
     // Zero spin pays a futex wake-up per message; the others show what spinning buys when
     // the peer is (or is not) on the other core. WaitConfig::DEFAULT_SPIN comes from these.
     for spin_us in [0, 5, 20, 50, 200] {
-        let config = WaitConfig { spin: Duration::from_micros(spin_us), ..WaitConfig::default() };
+        let config = WaitConfig {
+            spin: Duration::from_micros(spin_us),
+            ..WaitConfig::default()
+        };
         round_trip(c, &format!("round_trip/spin_{spin_us}us"), config);
     }
 }

@@ -248,12 +248,22 @@ impl<'a> Frame<'a> {
 
     /// A call of `entry` with `payload` encoded as `codec`, without deadline or flags.
     pub fn call(request_id: u64, entry: &'a str, codec: Codec, payload: &'a [u8]) -> Self {
-        Self { codec, entry, payload, ..Self::bare(Kind::Call, request_id) }
+        Self {
+            codec,
+            entry,
+            payload,
+            ..Self::bare(Kind::Call, request_id)
+        }
     }
 
     /// A reply with `status`; error replies carry a [`Codec::Raw`] UTF-8 message.
     pub fn reply(request_id: u64, status: Status, codec: Codec, payload: &'a [u8]) -> Self {
-        Self { codec, status, payload, ..Self::bare(Kind::Reply, request_id) }
+        Self {
+            codec,
+            status,
+            payload,
+            ..Self::bare(Kind::Reply, request_id)
+        }
     }
 
     /// A cancel of the call `request_id`.
@@ -273,7 +283,10 @@ impl<'a> Frame<'a> {
 
     /// This frame with an absolute deadline.
     pub fn with_deadline_ns(self, deadline_ns: u64) -> Self {
-        Self { deadline_ns, ..self }
+        Self {
+            deadline_ns,
+            ..self
+        }
     }
 
     /// This frame with flag bits.
@@ -303,7 +316,10 @@ impl<'a> Frame<'a> {
     /// If the entry name is longer than [`MAX_ENTRY_LEN`] or the payload longer than
     /// `u32::MAX`: both are caller bugs, never peer input.
     pub fn write_header(&self, out: &mut [u8; HEADER_LEN]) {
-        assert!(self.entry.len() <= MAX_ENTRY_LEN, "entry name longer than {MAX_ENTRY_LEN} bytes");
+        assert!(
+            self.entry.len() <= MAX_ENTRY_LEN,
+            "entry name longer than {MAX_ENTRY_LEN} bytes"
+        );
         let payload_len = u32::try_from(self.payload.len()).expect("payload longer than u32::MAX");
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = VERSION;
@@ -422,12 +438,22 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Truncated { len } => write!(f, "truncated frame: {len} bytes, header needs {HEADER_LEN}"),
-            Self::TooLarge { len, max } => write!(f, "frame of {len} bytes exceeds the maximum of {max}"),
+            Self::Truncated { len } => {
+                write!(f, "truncated frame: {len} bytes, header needs {HEADER_LEN}")
+            }
+            Self::TooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the maximum of {max}")
+            }
             Self::BadMagic => f.write_str("bad magic: not a molt frame"),
-            Self::BadVersion(v) => write!(f, "unsupported protocol version {v} (this peer speaks {VERSION})"),
+            Self::BadVersion(v) => write!(
+                f,
+                "unsupported protocol version {v} (this peer speaks {VERSION})"
+            ),
             Self::LengthMismatch { declared, actual } => {
-                write!(f, "header declares {declared} bytes but the frame has {actual}")
+                write!(
+                    f,
+                    "header declares {declared} bytes but the frame has {actual}"
+                )
             }
             Self::Invalid { reason, .. } => fmt::Display::fmt(reason, f),
         }
@@ -517,11 +543,17 @@ pub fn peek_deadline(buf: &[u8]) -> Option<(u64, u64)> {
 /// ```
 pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, DecodeError> {
     if buf.len() > max_frame_bytes {
-        return Err(DecodeError::TooLarge { len: buf.len(), max: max_frame_bytes });
+        return Err(DecodeError::TooLarge {
+            len: buf.len(),
+            max: max_frame_bytes,
+        });
     }
     let declared = declared_len(buf)?;
     if declared != buf.len() as u64 {
-        return Err(DecodeError::LengthMismatch { declared, actual: buf.len() });
+        return Err(DecodeError::LengthMismatch {
+            declared,
+            actual: buf.len(),
+        });
     }
     let request_id = u64_at(buf, REQUEST_ID_OFFSET);
     let invalid = |reason| DecodeError::Invalid { request_id, reason };
@@ -545,7 +577,8 @@ pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, DecodeErr
     }
     // The lengths were checked to add up to buf.len() above, so both slices are in bounds.
     let (entry_bytes, payload) = buf[HEADER_LEN..].split_at(usize::from(entry_len));
-    let entry = core::str::from_utf8(entry_bytes).map_err(|_| invalid(InvalidField::EntryNotUtf8))?;
+    let entry =
+        core::str::from_utf8(entry_bytes).map_err(|_| invalid(InvalidField::EntryNotUtf8))?;
     Ok(Frame {
         kind,
         codec,
@@ -580,7 +613,13 @@ mod tests {
     #[test]
     fn rejects_a_frame_over_the_maximum_before_reading_it() {
         let bytes = Frame::call(1, "echo", Codec::Raw, &[0; 100]).encode_to_vec();
-        assert_eq!(decode(&bytes, 64), Err(DecodeError::TooLarge { len: bytes.len(), max: 64 }));
+        assert_eq!(
+            decode(&bytes, 64),
+            Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: 64
+            })
+        );
     }
 
     #[test]
@@ -597,7 +636,13 @@ mod tests {
         let mut bytes = Frame::call(11, "echo", Codec::Raw, b"").encode_to_vec();
         bytes[8] = 0b10;
         let err = decode(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap_err();
-        assert_eq!(err, DecodeError::Invalid { request_id: 11, reason: InvalidField::Flags(2) });
+        assert_eq!(
+            err,
+            DecodeError::Invalid {
+                request_id: 11,
+                reason: InvalidField::Flags(2)
+            }
+        );
     }
 
     #[test]
@@ -617,6 +662,12 @@ mod tests {
         let mut bytes = header.to_vec();
         bytes.extend_from_slice(long.as_bytes());
         let err = decode(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap_err();
-        assert_eq!(err, DecodeError::Invalid { request_id: 8, reason: InvalidField::EntryTooLong(300) });
+        assert_eq!(
+            err,
+            DecodeError::Invalid {
+                request_id: 8,
+                reason: InvalidField::EntryTooLong(300)
+            }
+        );
     }
 }

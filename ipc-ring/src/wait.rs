@@ -186,7 +186,9 @@ impl Consumer {
             return Ok(false);
         }
         let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let until = monotonic_now_ns().saturating_add(window_ns).min(deadline_ns);
+        let until = monotonic_now_ns()
+            .saturating_add(window_ns)
+            .min(deadline_ns);
         loop {
             for _ in 0..SPINS_PER_ROUND {
                 if self.has_data()? {

@@ -84,7 +84,9 @@ fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
     let dispatcher = Dispatcher::start(enabled, limits, runtime.handle().clone(), observer)?;
     let queue = Arc::downgrade(&dispatcher);
     metrics.watch_queue_depth(Box::new(move || {
-        queue.upgrade().map_or(0, |dispatcher| dispatcher.queue_depth())
+        queue
+            .upgrade()
+            .map_or(0, |dispatcher| dispatcher.queue_depth())
     }));
     serve_metrics(config, &runtime, &metrics)?;
     log::info!(
@@ -183,7 +185,10 @@ fn serve_metrics(
     });
     if let Some(addr) = config.metrics_listen {
         let listener = metrics::http::bind(addr)?;
-        log::info!("metrics: serving GET /metrics on http://{}", listener.local_addr()?);
+        log::info!(
+            "metrics: serving GET /metrics on http://{}",
+            listener.local_addr()?
+        );
         runtime.spawn(metrics::http::serve(listener, Arc::clone(metrics)));
     }
     Ok(())
@@ -200,11 +205,19 @@ fn enabled_entries(config: &Config) -> Result<Vec<EnabledEntry>, manifest::Manif
     let mut manifest = Manifest::load(&config.exports, &known)?;
     let enabled: Vec<_> = registry
         .into_iter()
-        .filter_map(|entry| manifest.entries.remove(entry.name()).map(|options| (entry, options)))
+        .filter_map(|entry| {
+            manifest
+                .entries
+                .remove(entry.name())
+                .map(|options| (entry, options))
+        })
         .collect();
     for (entry, options) in &enabled {
         if entry.test_only() {
-            log::warn!("test-only entry {} is enabled by the exports manifest", entry.name());
+            log::warn!(
+                "test-only entry {} is enabled by the exports manifest",
+                entry.name()
+            );
         }
         log::info!("entry {} enabled: {options}", entry.name());
     }

@@ -509,8 +509,7 @@ impl Connection {
         let (status, codec, payload) = dispatcher.outcome(&result, frame.codec);
         dispatcher.observe(index, status, &timings);
         self.state.send(
-            &Frame::reply(frame.request_id, status, codec, payload)
-                .with_metrics(timings.metrics()),
+            &Frame::reply(frame.request_id, status, codec, payload).with_metrics(timings.metrics()),
         );
     }
 

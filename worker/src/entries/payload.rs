@@ -7,7 +7,11 @@ use serde::Serialize;
 use super::{EntryError, EntryResult};
 
 /// Decodes a structured payload. Raw and Arrow payloads are refused with InvalidInput.
-pub fn decode<T: DeserializeOwned>(entry: &str, codec: Codec, bytes: &[u8]) -> Result<T, EntryError> {
+pub fn decode<T: DeserializeOwned>(
+    entry: &str,
+    codec: Codec,
+    bytes: &[u8],
+) -> Result<T, EntryError> {
     match codec {
         Codec::MsgPack => decode_msgpack(bytes).map_err(|e| invalid(entry, &e.to_string())),
         Codec::Json => serde_json::from_slice(bytes).map_err(|e| invalid(entry, &e.to_string())),
@@ -31,9 +35,13 @@ fn decode_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::dec
 /// Encodes a structured result in the call's codec. MsgPack maps keep field names and order.
 pub fn encode<T: Serialize>(codec: Codec, value: &T) -> EntryResult {
     match codec {
-        Codec::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| EntryError::Internal(e.to_string())),
+        Codec::MsgPack => {
+            rmp_serde::to_vec_named(value).map_err(|e| EntryError::Internal(e.to_string()))
+        }
         Codec::Json => serde_json::to_vec(value).map_err(|e| EntryError::Internal(e.to_string())),
-        Codec::Raw | Codec::ArrowIpc => Err(EntryError::Internal("unsupported result codec".into())),
+        Codec::Raw | Codec::ArrowIpc => {
+            Err(EntryError::Internal("unsupported result codec".into()))
+        }
     }
 }
 
@@ -57,14 +65,21 @@ mod tests {
     fn deep_nesting_is_invalid_input_not_a_stack_overflow() {
         for codec in [Codec::MsgPack, Codec::Json] {
             let result = decode::<serde_json::Value>("compute", codec, &nested(codec, 100_000));
-            assert!(matches!(result, Err(EntryError::InvalidInput(_))), "{codec:?}: {result:?}");
+            assert!(
+                matches!(result, Err(EntryError::InvalidInput(_))),
+                "{codec:?}: {result:?}"
+            );
         }
     }
 
     #[test]
     fn nesting_up_to_the_limit_decodes() {
-        let value: serde_json::Value =
-            decode("compute", Codec::MsgPack, &nested(Codec::MsgPack, MAX_NESTING - 1)).unwrap();
+        let value: serde_json::Value = decode(
+            "compute",
+            Codec::MsgPack,
+            &nested(Codec::MsgPack, MAX_NESTING - 1),
+        )
+        .unwrap();
         assert!(value.is_array());
     }
 }
