@@ -31,7 +31,7 @@ pub enum FutexWait {
 /// Sleeps while `*word == expected`, until woken or until `deadline_ns` on `CLOCK_MONOTONIC`.
 ///
 /// The kernel compares the word and queues the waiter atomically with respect to
-/// [`wake`], which is what makes "announce, re-check, wait" free of lost wake-ups.
+/// [`wake_all`], which is what makes "announce, re-check, wait" free of lost wake-ups.
 ///
 /// ```
 /// use std::sync::atomic::AtomicU32;
