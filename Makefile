@@ -48,6 +48,7 @@ test-loom:
 # settings can be configured once per process.
 test-python: setup build
 	$(PY) -m pytest -q worker/tests/py
+	cd client-py && ../$(PY) -m mypy
 	$(PY) -m pytest -q client-py/tests
 	$(PY) -m pytest -q client-py/native/tests
 	$(PY) -m pytest -q demo/django_app/tests

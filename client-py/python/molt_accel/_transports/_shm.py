@@ -50,7 +50,8 @@ from typing import Any
 
 from .._exceptions import Busy, MoltError, ProtocolError, Timeout, WorkerUnavailable
 from .._frame import Frame, Kind, decode_frame, encode_frame
-from ._base import Transport
+from .._config import ClientConfig
+from ._base import LateReplyHandler, Transport
 from ._stdio import StdioTransport, _describe_exit, _forward_stderr
 
 __all__ = ["ShmTransport"]
@@ -198,8 +199,8 @@ class ShmTransport(Transport):
 
     name = "shm"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: ClientConfig, *, next_request_id: Callable[[], int], late_reply: LateReplyHandler) -> None:
+        super().__init__(config, next_request_id=next_request_id, late_reply=late_reply)
         # Set when shared memory could not be used: every method forwards to it.
         self._stdio: StdioTransport | None = None
         # Guards _conns, _loop_conns, _retired, _exit_reason, _stopping.
@@ -516,13 +517,13 @@ class ShmTransport(Transport):
                     return reply
                 _unknown_reply(reply)
             while True:
-                reply = self._receive(conn, wait_until_ns, SPIN_NS, request_id)
-                if reply is None:
+                received = self._receive(conn, wait_until_ns, SPIN_NS, request_id)
+                if received is None:
                     abandoned = True
                     raise Timeout("the worker did not answer before the deadline", request_id=request_id)
-                if reply.request_id == request_id:
-                    return reply
-                _unknown_reply(reply)
+                if received.request_id == request_id:
+                    return received
+                _unknown_reply(received)
         finally:
             conn.call_id = 0
             conn.use.release()
@@ -855,26 +856,27 @@ class ShmTransport(Transport):
                 return  # The loop is gone, and with it whoever awaited this future.
             if reply is not None:
                 loop.call_soon_threadsafe(_resolve, waiter.future, reply)
-            else:
+            elif error is not None:
                 loop.call_soon_threadsafe(_fail, waiter.future, error)
         except RuntimeError:
             pass  # The loop is closed: nothing awaits this future any more.
 
     def _fail_all(self, conn: _Connection, message: str) -> None:
+        failed: list[tuple[_AsyncWaiter, WorkerUnavailable]] = []
         with conn.state:
-            waiters = list(conn.pending.items())
-            conn.pending.clear()
-            for request_id, waiter in waiters:
+            for request_id, waiter in conn.pending.items():
                 waiter.error = WorkerUnavailable(message, request_id=request_id, reached_worker=True)
+                failed.append((waiter, waiter.error))
+            conn.pending.clear()
             for request_id in conn.abandoned:
                 self._routes.pop(request_id, None)
             conn.abandoned.clear()
         loop = conn.loop() if conn.loop is not None else None
         if loop is None:
             return  # The loop is gone, and with it whoever awaited these futures.
-        for _, waiter in waiters:
+        for waiter, error in failed:
             try:
-                loop.call_soon_threadsafe(_fail, waiter.future, waiter.error)
+                loop.call_soon_threadsafe(_fail, waiter.future, error)
             except RuntimeError:
                 pass  # The loop is closed: nothing awaits this future any more.
 

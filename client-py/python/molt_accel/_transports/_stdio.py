@@ -44,11 +44,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, cast
 
 from .._exceptions import ProtocolError, Timeout, WorkerUnavailable
 from .._frame import HEADER_LEN, Frame, Kind, decode_frame, encode_frame
-from ._base import Transport
+from .._config import ClientConfig
+from ._base import LateReplyHandler, Transport
 
 __all__ = ["StdioTransport"]
 
@@ -145,8 +146,8 @@ class StdioTransport(Transport):
 
     name = "stdio"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, config: ClientConfig, *, next_request_id: Callable[[], int], late_reply: LateReplyHandler) -> None:
+        super().__init__(config, next_request_id=next_request_id, late_reply=late_reply)
         self._command = self.config.worker_command(["--stdio"])
         # Guards _pending, _abandoned, _exit_reason and _stopping.
         self._state_lock = threading.Lock()
@@ -596,7 +597,9 @@ def _tail(buffers: list[bytes], offset: int) -> list[memoryview]:
 
 
 def _forward_stderr(stream: IO[bytes]) -> None:
-    with io.BufferedReader(stream) as lines:  # type: ignore[arg-type]
+    # Popen's stream is raw (bufsize=0) or buffered; either way a BufferedReader over it reads
+    # lines in chunks rather than a byte at a time.
+    with io.BufferedReader(cast(io.RawIOBase, stream)) as lines:
         for raw in lines:
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
