@@ -300,3 +300,33 @@ pub unsafe extern "C" fn molt_shm_close(handle: *mut MoltShm) {
     let shm = unsafe { Box::from_raw(handle) };
     shm.state.close();
 }
+
+/// Releases this process's copy of a handle inherited through `fork()`: closes the copy of
+/// the socket descriptor, unmaps the segment and frees the handle, without marking the
+/// segment closed or touching anything else in shared memory, so the process that made the
+/// connection keeps using it undisturbed. The worker keeps serving the connection for as long
+/// as the original process holds its own socket descriptor. Null is ignored.
+///
+/// Call it in the child, for each handle the parent had, instead of [`molt_shm_close`] (which
+/// would end the parent's connection). It takes neither of the handle's locks: a thread of
+/// the parent may have held one at the moment of the fork, and that thread does not exist in
+/// the child.
+///
+/// # Safety
+/// `handle` must be null or a handle that was live in the parent when this process was
+/// forked, not used by any thread of this process during or after this call.
+///
+/// ```
+/// unsafe { molt_accel_native::molt_shm_forget(std::ptr::null_mut()) }; // a no-op
+/// ```
+#[no_mangle]
+pub unsafe extern "C" fn molt_shm_forget(handle: *mut MoltShm) {
+    if handle.is_null() {
+        return;
+    }
+    // SAFETY: this process's copy of a handle made by Box::into_raw in molt_shm_connect,
+    // exclusively ours by the caller's contract. Dropping it closes our descriptor and unmaps
+    // our mapping only; dropping a Mutex does not lock it, and dropping the ring endpoints
+    // writes nothing to the shared memory.
+    drop(unsafe { Box::from_raw(handle) });
+}

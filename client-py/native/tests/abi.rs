@@ -244,5 +244,55 @@ fn null_arguments_are_refused() {
         );
         assert_eq!(molt_shm_check(ptr::null()), MOLT_SHM_INVALID_ARGUMENT);
         molt_shm_close(ptr::null_mut());
+        molt_shm_forget(ptr::null_mut());
     }
+}
+
+/// Entries of `/proc/self/fd` and mappings of molt segments in `/proc/self/maps`.
+fn descriptors_and_segment_mappings() -> (usize, usize) {
+    let descriptors = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mappings = maps.lines().filter(|line| line.contains("molt-segment")).count();
+    (descriptors, mappings)
+}
+
+#[test]
+fn a_forked_child_forgets_its_copy_and_the_parent_keeps_its_connection() {
+    let (_dir, path) = with_worker(echo);
+    let handle = connect(&path);
+    // SAFETY: the child only counts its descriptors and mappings, forgets the handle, counts
+    // again and exits without running anything the parent's other threads could hold a lock of
+    // (glibc makes malloc usable in a forked child).
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed");
+    if child == 0 {
+        let before = descriptors_and_segment_mappings();
+        // SAFETY: the handle was live in the parent at the fork; nothing else uses it here.
+        unsafe { molt_shm_forget(handle) };
+        let after = descriptors_and_segment_mappings();
+        // One socket descriptor closed and one segment unmapped, nothing else.
+        let released = after == (before.0 - 1, before.1 - 1);
+        // SAFETY: ends the child at once, without the parent's atexit handlers or test harness.
+        unsafe { libc::_exit(if released { 0 } else { 1 }) };
+    }
+    let mut wait_status = 0;
+    // SAFETY: waits for our own child; `wait_status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(child, &mut wait_status, 0) }, child);
+    assert!(
+        libc::WIFEXITED(wait_status) && libc::WEXITSTATUS(wait_status) == 0,
+        "the child did not release exactly its socket and its mapping: {wait_status:#x}"
+    );
+    // SAFETY: live handle and valid buffers.
+    unsafe {
+        assert_eq!(molt_shm_check(handle), MOLT_SHM_OK);
+        assert_eq!(molt_shm_send(handle, b"still here".as_ptr(), 10), MOLT_SHM_OK);
+    }
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        recv(handle, &mut buf, Duration::from_secs(10)),
+        (MOLT_SHM_OK, 10)
+    );
+    assert_eq!(&buf[..10], b"still here");
+    // SAFETY: live handle, not used afterwards.
+    unsafe { molt_shm_close(handle) };
 }

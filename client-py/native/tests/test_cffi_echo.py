@@ -126,3 +126,23 @@ def test_connecting_to_a_missing_socket_fails_cleanly(tmp_path: Path) -> None:
     out = ffi.new("MoltShm **")
     missing = str(tmp_path / "nobody.sock").encode()
     assert lib.molt_shm_connect(missing, 100, out) == lib.MOLT_SHM_CONNECT_FAILED
+
+
+def test_a_forked_child_that_forgets_its_copy_leaves_the_parent_connected(echo_server) -> None:
+    _, path = echo_server
+    handle = connect(path)
+    try:
+        child = os.fork()
+        if child == 0:
+            lib.molt_shm_forget(handle)
+            os._exit(0)
+        _, wait_status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(wait_status) == 0
+        assert lib.molt_shm_check(handle) == lib.MOLT_SHM_OK
+        call = encode_call(1, b"echo", Codec.RAW, 0, 0, b"after fork")
+        assert lib.molt_shm_send(handle, call, len(call)) == lib.MOLT_SHM_OK
+        status, reply = recv(handle, 4096, HANG_GUARD_S)
+        assert status == lib.MOLT_SHM_OK
+        assert decode_frame(reply).payload == b"after fork"
+    finally:
+        lib.molt_shm_close(handle)
