@@ -238,11 +238,7 @@ class MoltClient:
         :class:`~molt_accel.MoltError` subclass when the call does not succeed.
         """
         started_ns = time.perf_counter_ns()
-        entry_bytes = _entry_bytes(entry)
-        payload_codec = get_codec(codec)
-        deadline_ns = time.monotonic_ns() + self._timeout_ns(timeout_ms)
-        data = self._encode(entry, payload_codec, payload)
-        flags = FLAG_IDEMPOTENT if idempotent else 0
+        entry_bytes, payload_codec, deadline_ns, data, flags = self._prepare(entry, payload, timeout_ms, codec, idempotent)
         attempt = 0
         while True:
             request_id = self._next_request_id()
@@ -253,20 +249,12 @@ class MoltClient:
             sent_ns = time.perf_counter_ns()
             try:
                 reply = transport.exchange(request_id, entry, frame, deadline_ns + self._grace_ns)
-            except WorkerUnavailable as exc:
-                if self._may_resend(exc, idempotent, deadline_ns, attempt):
-                    attempt += 1
-                    started_ns = time.perf_counter_ns()
-                    continue
-                self._hooks.on_error(entry, exc)
-                raise
-            except Timeout as exc:
-                transport.cancel(request_id)
-                self._hooks.on_error(entry, exc)
-                raise
             except MoltError as exc:
-                self._hooks.on_error(entry, exc)
-                raise
+                if not self._resends(exc, transport, request_id, entry, idempotent, deadline_ns, attempt):
+                    raise
+                attempt += 1
+                started_ns = time.perf_counter_ns()
+                continue
             return self._result(entry, reply, payload_codec, encode_ns, time.perf_counter_ns() - sent_ns)
 
     async def acall(
@@ -278,11 +266,7 @@ class MoltClient:
         ``CancelledError`` propagates.
         """
         started_ns = time.perf_counter_ns()
-        entry_bytes = _entry_bytes(entry)
-        payload_codec = get_codec(codec)
-        deadline_ns = time.monotonic_ns() + self._timeout_ns(timeout_ms)
-        data = self._encode(entry, payload_codec, payload)
-        flags = FLAG_IDEMPOTENT if idempotent else 0
+        entry_bytes, payload_codec, deadline_ns, data, flags = self._prepare(entry, payload, timeout_ms, codec, idempotent)
         attempt = 0
         while True:
             request_id = self._next_request_id()
@@ -297,20 +281,12 @@ class MoltClient:
             sent_ns = time.perf_counter_ns()
             try:
                 reply = await transport.aexchange(request_id, entry, frame, deadline_ns + self._grace_ns)
-            except WorkerUnavailable as exc:
-                if self._may_resend(exc, idempotent, deadline_ns, attempt):
-                    attempt += 1
-                    started_ns = time.perf_counter_ns()
-                    continue
-                self._hooks.on_error(entry, exc)
-                raise
-            except Timeout as exc:
-                transport.cancel(request_id)
-                self._hooks.on_error(entry, exc)
-                raise
             except MoltError as exc:
-                self._hooks.on_error(entry, exc)
-                raise
+                if not self._resends(exc, transport, request_id, entry, idempotent, deadline_ns, attempt):
+                    raise
+                attempt += 1
+                started_ns = time.perf_counter_ns()
+                continue
             except asyncio.CancelledError:
                 transport.cancel(request_id)
                 raise
@@ -323,12 +299,20 @@ class MoltClient:
             raise ValueError("timeout_ms must be a positive integer")
         return timeout_ms * 1_000_000
 
-    def _encode(self, entry: str, payload_codec: PayloadCodec, payload: Any) -> bytes:
+    def _prepare(
+        self, entry: str, payload: Any, timeout_ms: int | None, codec: str, idempotent: bool
+    ) -> tuple[bytes, PayloadCodec, int, bytes, int]:
+        """What every attempt of a call sends: the entry's bytes, the codec, the deadline, the
+        encoded payload and the frame flags. Checks the arguments before anything is sent."""
+        entry_bytes = _entry_bytes(entry)
+        payload_codec = get_codec(codec)
+        deadline_ns = time.monotonic_ns() + self._timeout_ns(timeout_ms)
         try:
-            return payload_codec.encode(payload)
+            data = payload_codec.encode(payload)
         except MoltError as exc:
             self._hooks.on_error(entry, exc)
             raise
+        return entry_bytes, payload_codec, deadline_ns, data, FLAG_IDEMPOTENT if idempotent else 0
 
     def _transport_for(self, entry: str) -> Transport:
         try:
@@ -337,15 +321,28 @@ class MoltClient:
             self._hooks.on_error(entry, exc)
             raise
 
-    def _may_resend(self, exc: WorkerUnavailable, idempotent: bool, deadline_ns: int, attempt: int) -> bool:
-        """Whether a call that failed because the worker is gone goes to a restarted one: only
-        if it cannot have run (never reached a worker) or may run twice (idempotent), has time
-        left, and has not already been re-sent once per allowed restart."""
-        return (
-            (idempotent or not exc.reached_worker)
+    def _resends(
+        self, exc: MoltError, transport: Transport, request_id: int, entry: str, idempotent: bool, deadline_ns: int,
+        attempt: int,
+    ) -> bool:
+        """Handles an attempt that failed with ``exc``: True if the call goes to a restarted
+        worker, else False once the worker was told to cancel it (client-side Timeout) and the
+        error hooks ran.
+
+        A call is re-sent only when the worker is gone, it cannot have run (never reached a
+        worker) or may run twice (idempotent), it has time left, and it has not already been
+        re-sent once per allowed restart."""
+        if (
+            isinstance(exc, WorkerUnavailable)
+            and (idempotent or not exc.reached_worker)
             and attempt < self.config.max_restarts + 1
             and time.monotonic_ns() < deadline_ns
-        )
+        ):
+            return True
+        if isinstance(exc, Timeout):
+            transport.cancel(request_id)
+        self._hooks.on_error(entry, exc)
+        return False
 
     def _result(self, entry: str, reply: Frame, payload_codec: PayloadCodec, encode_ns: int, round_trip_ns: int) -> Any:
         request_id = reply.request_id
