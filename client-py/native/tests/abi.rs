@@ -252,7 +252,10 @@ fn null_arguments_are_refused() {
 fn descriptors_and_segment_mappings() -> (usize, usize) {
     let descriptors = std::fs::read_dir("/proc/self/fd").unwrap().count();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mappings = maps.lines().filter(|line| line.contains("molt-segment")).count();
+    let mappings = maps
+        .lines()
+        .filter(|line| line.contains("molt-segment"))
+        .count();
     (descriptors, mappings)
 }
 
@@ -285,7 +288,10 @@ fn a_forked_child_forgets_its_copy_and_the_parent_keeps_its_connection() {
     // SAFETY: live handle and valid buffers.
     unsafe {
         assert_eq!(molt_shm_check(handle), MOLT_SHM_OK);
-        assert_eq!(molt_shm_send(handle, b"still here".as_ptr(), 10), MOLT_SHM_OK);
+        assert_eq!(
+            molt_shm_send(handle, b"still here".as_ptr(), 10),
+            MOLT_SHM_OK
+        );
     }
     let mut buf = [0u8; 64];
     assert_eq!(
