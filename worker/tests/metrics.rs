@@ -2,6 +2,12 @@
 //! exit, on SIGUSR1, on SIGTERM), `GET /metrics` on `--metrics-listen`, and `__metrics__`
 //! over the protocol. Real binary, real pipes.
 
+mod common {
+    pub mod process;
+    pub mod stdio_frames;
+    pub mod temp_dir;
+}
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -17,31 +23,9 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use molt_ipc_ring::frame::{self, Codec, Frame, Status, DEFAULT_MAX_FRAME_BYTES};
 
-/// Generous bound that only a hung worker exceeds.
-const HANG_BOUND: Duration = Duration::from_secs(20);
-
-fn repo_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(name)
-}
-
-/// A fresh, empty directory for one test's logs; removed by `Drop`.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("molt-metrics-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::process::{repo_file, send_signal, wait_for_exit, HANG_BOUND};
+use common::stdio_frames::{read_frame, write_frame};
+use common::temp_dir::TempDir;
 
 struct Worker {
     child: Child,
@@ -87,17 +71,9 @@ impl Worker {
     fn call(&mut self, entry: &str, codec: Codec, payload: &[u8]) -> (Status, Codec, Vec<u8>) {
         let request_id = self.next_id;
         self.next_id += 1;
-        let bytes = Frame::call(request_id, entry, codec, payload).encode_to_vec();
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(&(bytes.len() as u32).to_le_bytes())
-            .unwrap();
-        stdin.write_all(&bytes).unwrap();
-        stdin.flush().unwrap();
-        let mut prefix = [0u8; 4];
-        self.stdout.read_exact(&mut prefix).expect("a reply");
-        let mut reply = vec![0u8; u32::from_le_bytes(prefix) as usize];
-        self.stdout.read_exact(&mut reply).expect("a whole reply");
+        write_frame(stdin, &Frame::call(request_id, entry, codec, payload)).unwrap();
+        let reply = read_frame(&mut self.stdout).expect("a reply");
         let frame = frame::decode(&reply, DEFAULT_MAX_FRAME_BYTES).expect("a valid reply");
         assert_eq!(frame.request_id, request_id);
         (frame.status, frame.codec, frame.payload.to_vec())
@@ -130,9 +106,7 @@ impl Worker {
     }
 
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid; it touches no memory of ours.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0);
+        send_signal(&self.child, signal);
     }
 
     fn close_stdin(&mut self) {
@@ -140,14 +114,7 @@ impl Worker {
     }
 
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + HANG_BOUND;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the worker did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_exit(&mut self.child)
     }
 }
 
@@ -199,7 +166,7 @@ fn counts_by_tag(path: &Path) -> (BTreeMap<String, u64>, usize) {
 #[test]
 fn the_log_written_at_eof_counts_every_call_per_entry_and_series() {
     let dir = TempDir::new("eof");
-    let dir_arg = dir.0.to_str().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
     let mut worker = Worker::start(&["--metrics-dir", dir_arg, "--metrics-interval", "3600"]);
     worker.echo_calls(300);
     worker.list_items_calls(25);
@@ -210,7 +177,7 @@ fn the_log_written_at_eof_counts_every_call_per_entry_and_series() {
     worker.close_stdin();
     assert!(worker.wait().success());
 
-    let (counts, _) = counts_by_tag(&log_file(&dir.0));
+    let (counts, _) = counts_by_tag(&log_file(dir.path()));
     for series in ["queue", "exec", "total", "queue_depth"] {
         assert_eq!(counts[&format!("echo.{series}")], 300, "echo.{series}");
         assert_eq!(
@@ -229,12 +196,12 @@ fn the_log_written_at_eof_counts_every_call_per_entry_and_series() {
 #[test]
 fn sigusr1_writes_an_interval_while_the_worker_runs() {
     let dir = TempDir::new("usr1");
-    let dir_arg = dir.0.to_str().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
     let mut worker = Worker::start(&["--metrics-dir", dir_arg, "--metrics-interval", "3600"]);
     worker.stderr_line("ready");
     worker.echo_calls(40);
     worker.signal(libc::SIGUSR1);
-    let path = log_file(&dir.0);
+    let path = log_file(dir.path());
     let deadline = Instant::now() + HANG_BOUND;
     while counts_by_tag(&path).0.get("echo.total") != Some(&40) {
         assert!(Instant::now() < deadline, "SIGUSR1 wrote no interval");
@@ -261,10 +228,10 @@ fn sigusr1_writes_an_interval_while_the_worker_runs() {
 #[test]
 fn intervals_are_written_every_metrics_interval() {
     let dir = TempDir::new("interval");
-    let dir_arg = dir.0.to_str().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
     let mut worker = Worker::start(&["--metrics-dir", dir_arg, "--metrics-interval", "0.1"]);
     worker.echo_calls(5);
-    let path = log_file(&dir.0);
+    let path = log_file(dir.path());
     let deadline = Instant::now() + HANG_BOUND;
     while counts_by_tag(&path).0.get("echo.total") != Some(&5) {
         assert!(
@@ -280,13 +247,13 @@ fn intervals_are_written_every_metrics_interval() {
 #[test]
 fn sigterm_writes_the_last_interval_before_exiting() {
     let dir = TempDir::new("term");
-    let dir_arg = dir.0.to_str().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
     let mut worker = Worker::start(&["--metrics-dir", dir_arg, "--metrics-interval", "3600"]);
     worker.stderr_line("ready");
     worker.echo_calls(17);
     worker.signal(libc::SIGTERM);
     assert!(worker.wait().success());
-    let (counts, _) = counts_by_tag(&log_file(&dir.0));
+    let (counts, _) = counts_by_tag(&log_file(dir.path()));
     assert_eq!(counts["echo.total"], 17);
 }
 
@@ -349,8 +316,8 @@ fn a_non_loopback_metrics_address_is_a_usage_error() {
 #[test]
 fn an_unwritable_metrics_dir_fails_start_up() {
     let dir = TempDir::new("unwritable");
-    std::fs::write(&dir.0, b"a file, not a directory").unwrap();
-    let mut worker = Worker::start(&["--metrics-dir", dir.0.to_str().unwrap()]);
+    std::fs::write(dir.path(), b"a file, not a directory").unwrap();
+    let mut worker = Worker::start(&["--metrics-dir", dir.path().to_str().unwrap()]);
     assert_eq!(worker.wait().code(), Some(1));
-    let _ = std::fs::remove_file(&dir.0);
+    let _ = std::fs::remove_file(dir.path());
 }

@@ -1,6 +1,12 @@
 //! Drives the real `molt_worker` binary over its shared-memory transport: real unix sockets,
 //! real memfd segments, the client half of `molt-ipc-ring`.
 
+mod common {
+    pub mod process;
+    pub mod reply;
+    pub mod temp_dir;
+}
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -10,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use molt_ipc_ring::frame::{self, Codec, Frame, Kind, Metrics, Status};
+use molt_ipc_ring::frame::{Codec, Frame, Kind, Status};
 use molt_ipc_ring::handshake::{self, HandshakeError};
+use molt_ipc_ring::platform::clock::monotonic_now_ns;
 use molt_ipc_ring::platform::fd_passing;
 use molt_ipc_ring::platform::peer::peer_hung_up;
 use molt_ipc_ring::ring::PushError;
@@ -19,18 +26,9 @@ use molt_ipc_ring::segment::ClientSide;
 use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
 use serde_json::{json, Value};
 
-/// Generous bound that only a hung worker exceeds.
-const HANG_BOUND: Duration = Duration::from_secs(20);
-
-fn repo_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(name)
-}
-
-fn monotonic_now_ns() -> u64 {
-    molt_ipc_ring::platform::clock::monotonic_now_ns()
-}
+use common::process::{repo_file, send_signal, wait_for_exit, HANG_BOUND};
+use common::reply::{msgpack, Reply};
+use common::temp_dir::TempDir;
 
 /// Polls `condition` every millisecond until it holds; false after the hang bound.
 fn eventually(mut condition: impl FnMut() -> bool) -> bool {
@@ -44,25 +42,9 @@ fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A private directory for one test's socket, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("molt-shm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Self(dir)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.0.join("worker.sock")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Where a test's worker listens, in the test's directory.
+fn socket_in(dir: &TempDir) -> PathBuf {
+    dir.path().join("worker.sock")
 }
 
 struct Worker {
@@ -117,22 +99,11 @@ impl Worker {
     }
 
     fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid; it has not been reaped (we own the Child).
-        assert_eq!(unsafe { libc::kill(self.pid() as i32, signal) }, 0);
+        send_signal(&self.child, signal);
     }
 
     fn wait(&mut self) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if started.elapsed() > HANG_BOUND {
-                self.child.kill().unwrap();
-                panic!("molt_worker did not exit");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_exit(&mut self.child)
     }
 
     fn stderr(&mut self) -> String {
@@ -162,23 +133,6 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// An owned reply.
-#[derive(Debug)]
-struct Reply {
-    kind: Kind,
-    request_id: u64,
-    status: Status,
-    codec: Codec,
-    metrics: Metrics,
-    payload: Vec<u8>,
-}
-
-impl Reply {
-    fn message(&self) -> &str {
-        std::str::from_utf8(&self.payload).expect("error messages are UTF-8")
     }
 }
 
@@ -230,15 +184,7 @@ impl Client {
         let record = self.side.responses.pop().expect("a reply");
         record.append_to(&mut bytes);
         record.consume();
-        let frame = frame::decode(&bytes, usize::MAX).expect("the worker writes valid frames");
-        Some(Reply {
-            kind: frame.kind,
-            request_id: frame.request_id,
-            status: frame.status,
-            codec: frame.codec,
-            metrics: frame.metrics,
-            payload: frame.payload.to_vec(),
-        })
+        Some(Reply::decode(&bytes))
     }
 
     fn recv(&mut self) -> Reply {
@@ -278,12 +224,8 @@ impl Client {
 
 fn started(name: &str, extra_args: &[&str]) -> (TempDir, Worker) {
     let dir = TempDir::new(name);
-    let worker = Worker::start(&dir.socket(), extra_args);
+    let worker = Worker::start(&socket_in(&dir), extra_args);
     (dir, worker)
-}
-
-fn msgpack(value: &Value) -> Vec<u8> {
-    rmp_serde::to_vec_named(value).unwrap()
 }
 
 #[test]
@@ -579,7 +521,7 @@ fn assert_worker_still_serves(worker: &Worker) {
 #[test]
 fn a_request_index_out_of_range_ends_that_connection_with_a_protocol_error() {
     let (dir, worker) = started("bad_tail", &[]);
-    let mut hostile = HostileClient::connect(&dir.socket());
+    let mut hostile = HostileClient::connect(&socket_in(&dir));
     let ring = hostile.request_ring();
     hostile.write_u64(ring + TAIL, 12_345);
     hostile.client.expect_protocol_error_and_close();
@@ -589,7 +531,7 @@ fn a_request_index_out_of_range_ends_that_connection_with_a_protocol_error() {
 #[test]
 fn a_record_length_beyond_the_data_ends_that_connection_with_a_protocol_error() {
     let (dir, worker) = started("bad_len", &[]);
-    let mut hostile = HostileClient::connect(&dir.socket());
+    let mut hostile = HostileClient::connect(&socket_in(&dir));
     let ring = hostile.request_ring();
     // A frame record (kind 1) claiming 2 GiB, published as 16 bytes.
     hostile.write_u64(ring + DATA, 0x7fff_fff0 | (1 << 32));
@@ -601,7 +543,7 @@ fn a_record_length_beyond_the_data_ends_that_connection_with_a_protocol_error() 
 #[test]
 fn a_response_index_out_of_range_closes_that_connection() {
     let (dir, worker) = started("bad_head", &["--ring-bytes", "4096"]);
-    let mut hostile = HostileClient::connect(&dir.socket());
+    let mut hostile = HostileClient::connect(&socket_in(&dir));
     let ring = hostile.response_ring();
     hostile.write_u64(ring + HEAD, u64::MAX - 7);
     // The worker reloads the client's index once its cached copy says the ring is full:
@@ -686,7 +628,7 @@ fn a_killed_client_has_its_segment_unmapped_and_its_descriptors_closed() {
     assert!(eventually(|| worker.mapped_segments() == 0));
     let fds_before = worker.open_fds();
     let mut helper = Command::new(example("shm_connect"));
-    helper.arg(dir.socket());
+    helper.arg(socket_in(&dir));
     let (mut child, verdict) = connect_helper(helper);
     assert_eq!(verdict, "attached");
     assert!(eventually(|| worker.mapped_segments() == 1));
@@ -736,14 +678,14 @@ fn a_client_of_another_uid_is_refused() {
     // file permissions: a worker-owned directory others may enter, made before the worker.
     std::fs::DirBuilder::new()
         .mode(0o700)
-        .create(&dir.0)
+        .create(dir.path())
         .unwrap();
-    let worker_dir = dir.0.join("open");
+    let worker_dir = dir.path().join("open");
     std::fs::DirBuilder::new()
         .mode(0o711)
         .create(&worker_dir)
         .unwrap();
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     // The worker refuses a group/world-accessible directory, so listen through a private
     // one and expose the socket with a hard link in the open directory.
     let private = worker_dir.join("private");
@@ -788,9 +730,9 @@ fn which(program: &str) -> Result<PathBuf, ()> {
 #[test]
 fn the_socket_directory_is_created_private() {
     let dir = TempDir::new("mkdir");
-    let socket = dir.0.join("nested").join("worker.sock");
+    let socket = dir.path().join("nested").join("worker.sock");
     let _worker = Worker::start(&socket, &[]);
-    for created in [&dir.0, &dir.0.join("nested")] {
+    for created in [dir.path(), &dir.path().join("nested")] {
         let mode = std::fs::metadata(created).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "{}", created.display());
     }
@@ -801,17 +743,17 @@ fn a_directory_others_can_enter_is_refused() {
     let dir = TempDir::new("open_dir");
     std::fs::DirBuilder::new()
         .mode(0o755)
-        .create(&dir.0)
+        .create(dir.path())
         .unwrap();
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut worker = Worker::spawn(&dir.socket(), &[]);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut worker = Worker::spawn(&socket_in(&dir), &[]);
     assert_eq!(worker.wait().code(), Some(1));
     let stderr = worker.stderr();
     assert!(
         stderr.contains("mode 0700") && stderr.contains("0755"),
         "{stderr}"
     );
-    assert!(!dir.socket().exists());
+    assert!(!socket_in(&dir).exists());
 }
 
 #[test]
@@ -819,12 +761,12 @@ fn a_stale_socket_is_replaced() {
     let dir = TempDir::new("stale");
     std::fs::DirBuilder::new()
         .mode(0o700)
-        .create(&dir.0)
+        .create(dir.path())
         .unwrap();
     // A socket nobody accepts on any more: what a worker killed with SIGKILL leaves.
-    drop(UnixListener::bind(dir.socket()).unwrap());
-    assert!(dir.socket().exists());
-    let worker = Worker::start(&dir.socket(), &[]);
+    drop(UnixListener::bind(socket_in(&dir)).unwrap());
+    assert!(socket_in(&dir).exists());
+    let worker = Worker::start(&socket_in(&dir), &[]);
     let mut client = worker.connect();
     client.send(&Frame::ping(1));
     assert_eq!(client.recv().kind, Kind::Pong);
@@ -833,7 +775,7 @@ fn a_stale_socket_is_replaced() {
 #[test]
 fn a_socket_with_a_live_worker_is_refused() {
     let (dir, first) = started("live", &[]);
-    let mut second = Worker::spawn(&dir.socket(), &[]);
+    let mut second = Worker::spawn(&socket_in(&dir), &[]);
     assert_eq!(second.wait().code(), Some(1));
     assert!(second.stderr().contains("another worker is listening"));
     let mut client = first.connect();
@@ -851,13 +793,13 @@ fn sigterm_answers_calls_in_flight_removes_the_socket_and_exits_zero() {
     let reply = client.recv();
     assert_eq!((reply.request_id, reply.status), (1, Status::Cancelled));
     assert!(worker.wait().success());
-    assert!(!dir.socket().exists(), "socket left behind");
+    assert!(!socket_in(&dir).exists(), "socket left behind");
 }
 
 #[test]
 fn stdio_and_socket_are_served_together_and_stdin_eof_removes_the_socket() {
     let dir = TempDir::new("both");
-    let mut worker = Worker::start(&dir.socket(), &["--stdio"]);
+    let mut worker = Worker::start(&socket_in(&dir), &["--stdio"]);
     let mut client = worker.connect();
     client.call(1, "echo", Codec::Raw, b"over shm");
     assert_eq!(client.recv().payload, b"over shm");
@@ -867,7 +809,7 @@ fn stdio_and_socket_are_served_together_and_stdin_eof_removes_the_socket() {
     stdin.write_all(&ping).unwrap();
     drop(stdin);
     assert!(worker.wait().success());
-    assert!(!dir.socket().exists(), "socket left behind");
+    assert!(!socket_in(&dir).exists(), "socket left behind");
 }
 
 #[test]
@@ -876,7 +818,9 @@ fn after_sigkill_only_the_socket_file_remains_and_it_refuses_connections() {
     worker.signal(libc::SIGKILL);
     worker.wait();
     // SIGKILL leaves the socket file; connecting to it is refused, not hung.
-    assert!(dir.socket().exists());
-    let err = handshake::connect(&dir.socket(), HANG_BOUND).err().unwrap();
+    assert!(socket_in(&dir).exists());
+    let err = handshake::connect(&socket_in(&dir), HANG_BOUND)
+        .err()
+        .unwrap();
     assert!(matches!(err, HandshakeError::Io(_)), "{err}");
 }

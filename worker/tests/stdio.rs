@@ -1,41 +1,26 @@
 //! Drives the real `molt_worker` binary through real pipes, as a client would.
 
+mod common {
+    pub mod process;
+    pub mod reply;
+    pub mod stdio_frames;
+}
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use molt_ipc_ring::frame::{self, Codec, Frame, Kind, Metrics, Status, DEFAULT_MAX_FRAME_BYTES};
+use molt_ipc_ring::frame::{Codec, Frame, Kind, Status, DEFAULT_MAX_FRAME_BYTES};
+use molt_ipc_ring::platform::clock::monotonic_now_ns;
 use serde_json::{json, Value};
 
-/// Generous bound that only a hung worker exceeds.
-const HANG_BOUND: Duration = Duration::from_secs(20);
-
-fn repo_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(name)
-}
-
-/// An owned reply as read from the worker's stdout.
-#[derive(Debug)]
-struct Reply {
-    kind: Kind,
-    request_id: u64,
-    status: Status,
-    codec: Codec,
-    metrics: Metrics,
-    payload: Vec<u8>,
-}
-
-impl Reply {
-    fn message(&self) -> &str {
-        std::str::from_utf8(&self.payload).expect("error messages are UTF-8")
-    }
-}
+use common::process::{repo_file, send_signal, wait_for_exit, HANG_BOUND};
+use common::reply::{msgpack, Reply};
+use common::stdio_frames::{read_frame, write_frame};
 
 struct Worker {
     child: Child,
@@ -59,27 +44,11 @@ impl Worker {
             .expect("start molt_worker");
         let mut stdout = child.stdout.take().unwrap();
         let (sender, replies) = mpsc::channel();
-        let stdout_reader = std::thread::spawn(move || loop {
-            let mut prefix = [0u8; 4];
-            if stdout.read_exact(&mut prefix).is_err() {
-                return;
-            }
-            let mut bytes = vec![0u8; u32::from_le_bytes(prefix) as usize];
-            stdout
-                .read_exact(&mut bytes)
-                .expect("a whole frame after its length prefix");
-            let frame = frame::decode(&bytes, DEFAULT_MAX_FRAME_BYTES)
-                .expect("the worker writes valid frames");
-            let reply = Reply {
-                kind: frame.kind,
-                request_id: frame.request_id,
-                status: frame.status,
-                codec: frame.codec,
-                metrics: frame.metrics,
-                payload: frame.payload.to_vec(),
-            };
-            if sender.send(reply).is_err() {
-                return;
+        let stdout_reader = std::thread::spawn(move || {
+            while let Ok(bytes) = read_frame(&mut stdout) {
+                if sender.send(Reply::decode(&bytes)).is_err() {
+                    return;
+                }
             }
         });
         let stdin = child.stdin.take();
@@ -96,10 +65,8 @@ impl Worker {
     }
 
     fn send(&mut self, frame: &Frame<'_>) {
-        let bytes = frame.encode_to_vec();
-        let mut prefixed = (bytes.len() as u32).to_le_bytes().to_vec();
-        prefixed.extend_from_slice(&bytes);
-        self.send_raw(&prefixed);
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        write_frame(stdin, frame).unwrap();
     }
 
     fn send_raw(&mut self, bytes: &[u8]) {
@@ -140,17 +107,7 @@ impl Worker {
     /// and stderr.
     fn finish(mut self) -> (ExitStatus, Vec<Reply>, String) {
         self.close_stdin();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > HANG_BOUND {
-                self.child.kill().unwrap();
-                panic!("molt_worker did not exit");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_for_exit(&mut self.child);
         self.stdout_reader.take().unwrap().join().unwrap();
         let rest = self.replies.try_iter().collect();
         let mut stderr = String::new();
@@ -164,22 +121,8 @@ impl Worker {
     }
 }
 
-fn msgpack(value: &Value) -> Vec<u8> {
-    rmp_serde::to_vec_named(value).unwrap()
-}
-
 fn from_msgpack(bytes: &[u8]) -> Value {
     rmp_serde::from_slice(bytes).unwrap()
-}
-
-fn monotonic_now_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// Asserts that each id got exactly one reply, and returns the statuses by id.
@@ -529,9 +472,7 @@ fn sigterm_answers_calls_in_flight_and_exits_zero() {
     worker.call(1, "sleep", Codec::Json, br#"{"ms": 20000}"#);
     worker.send(&Frame::ping(2));
     assert_eq!(worker.recv().kind, Kind::Pong);
-    let pid = libc::pid_t::try_from(worker.child.id()).unwrap();
-    // SAFETY: kill(2) with a valid signal number on our own child's pid has no memory effects.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    send_signal(&worker.child, libc::SIGTERM);
     let reply = worker.recv();
     assert_eq!((reply.request_id, reply.status), (1, Status::Cancelled));
     let (status, rest, _) = worker.finish();
@@ -646,31 +587,15 @@ fn a_client_that_reads_late_gets_every_reply_in_order() {
     let sender = std::thread::spawn(move || {
         let payload = vec![0x5a; payload_len];
         for id in 1..=calls {
-            let bytes = Frame::call(id, "echo", Codec::Raw, &payload).encode_to_vec();
-            stdin
-                .write_all(&(bytes.len() as u32).to_le_bytes())
-                .unwrap();
-            stdin.write_all(&bytes).unwrap();
+            write_frame(&mut stdin, &Frame::call(id, "echo", Codec::Raw, &payload)).unwrap();
         }
     });
     std::thread::sleep(Duration::from_millis(200));
     for id in 1..=calls {
-        let mut prefix = [0u8; 4];
-        stdout.read_exact(&mut prefix).unwrap();
-        let mut bytes = vec![0u8; u32::from_le_bytes(prefix) as usize];
-        stdout.read_exact(&mut bytes).unwrap();
-        let reply = frame::decode(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let reply = Reply::decode(&read_frame(&mut stdout).unwrap());
         assert_eq!((reply.request_id, reply.status), (id, Status::Ok));
         assert_eq!(reply.payload.len(), payload_len);
     }
     sender.join().unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < HANG_BOUND,
-            "molt_worker did not exit at EOF"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(child.wait().unwrap().success());
+    assert!(wait_for_exit(&mut child).success());
 }
