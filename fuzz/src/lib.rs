@@ -27,8 +27,11 @@ use molt_worker::cancel::CancelToken;
 use molt_worker::entries::{registry, CallContext, Entry, EntryError};
 use molt_worker::manifest::Manifest;
 
+/// A target's body: returns for any input, panics when a property breaks.
+pub type TargetBody = fn(&[u8]);
+
 /// Every target, by the name of its corpus directory, for the replay test.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, TargetBody)] = &[
     ("frame_decode", frame_decode),
     ("manifest_parse", manifest_parse),
     ("entry_list_items", |data| entry_call("list_items", data)),
@@ -53,7 +56,11 @@ pub fn frame_decode(data: &[u8]) {
     assert_eq!(peeked.is_some(), data.len() >= HEADER_LEN);
     match frame::decode(data, DEFAULT_MAX_FRAME_BYTES) {
         Ok(decoded) => {
-            assert_eq!(decoded.encode_to_vec(), data, "a decoded frame re-encodes to its bytes");
+            assert_eq!(
+                decoded.encode_to_vec(),
+                data,
+                "a decoded frame re-encodes to its bytes"
+            );
             assert_eq!(declared, Ok(data.len() as u64));
             assert_eq!(peeked, Some((decoded.request_id, decoded.deadline_ns)));
             if !data.is_empty() {
@@ -67,7 +74,11 @@ pub fn frame_decode(data: &[u8]) {
             assert!(!err.to_string().is_empty());
             if let Some(request_id) = err.request_id() {
                 assert_eq!(Some(request_id), peeked.map(|(id, _)| id));
-                assert_eq!(declared, Ok(data.len() as u64), "answerable errors keep the framing");
+                assert_eq!(
+                    declared,
+                    Ok(data.len() as u64),
+                    "answerable errors keep the framing"
+                );
             }
         }
     }
@@ -88,7 +99,10 @@ pub fn manifest_parse(data: &[u8]) {
     match Manifest::parse(text, &known) {
         Ok(manifest) => {
             for (name, options) in &manifest.entries {
-                assert!(known.contains(&name.as_str()), "unknown entry {name:?} accepted");
+                assert!(
+                    known.contains(&name.as_str()),
+                    "unknown entry {name:?} accepted"
+                );
                 assert_ne!(options.max_concurrency, Some(0));
                 let _ = options.default_timeout();
             }
@@ -121,17 +135,24 @@ pub fn entry_call(entry: &str, data: &[u8]) {
     let entry = find_entry(entry);
     let waits_only = matches!(entry.name(), "sleep" | "spin");
     let (result, fired) = with_budget(waits_only, |cancel| {
-        entry.call(&CallContext { codec, payload, cancel })
+        entry.call(&CallContext {
+            codec,
+            payload,
+            cancel,
+        })
     });
     match result {
         Ok(bytes) => match codec {
             Codec::MsgPack => {
-                rmp_serde::from_slice::<serde::de::IgnoredAny>(&bytes).expect("Ok result is msgpack");
+                rmp_serde::from_slice::<serde::de::IgnoredAny>(&bytes)
+                    .expect("Ok result is msgpack");
             }
             Codec::Json => {
                 serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).expect("Ok result is JSON");
             }
-            Codec::Raw | Codec::ArrowIpc => panic!("{} answered Ok to a {codec:?} payload", entry.name()),
+            Codec::Raw | Codec::ArrowIpc => {
+                panic!("{} answered Ok to a {codec:?} payload", entry.name())
+            }
         },
         Err(EntryError::Cancelled) => assert!(fired, "Cancelled without the token firing"),
         Err(EntryError::InvalidInput(message) | EntryError::Internal(message)) => {
@@ -149,7 +170,15 @@ fn find_entry(name: &str) -> Box<dyn Entry> {
 
 /// What an error message shown to a client must not contain: a source location, a path into
 /// the build machine, or panic and backtrace text.
-const UNSAFE_IN_MESSAGES: &[&str] = &[".rs:", "/src/", "/home/", "/work/", "/root/", "panicked", "backtrace"];
+const UNSAFE_IN_MESSAGES: &[&str] = &[
+    ".rs:",
+    "/src/",
+    "/home/",
+    "/work/",
+    "/root/",
+    "panicked",
+    "backtrace",
+];
 
 /// Panics if `message` carries one of [`UNSAFE_IN_MESSAGES`] that `input` did not contain
 /// (an entry may quote the caller's own field values back).
@@ -203,8 +232,10 @@ impl Watchdog {
     fn get() -> &'static Watchdog {
         static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
         WATCHDOG.get_or_init(|| {
-            let watchdog: &'static Watchdog =
-                Box::leak(Box::new(Watchdog { state: Mutex::default(), changed: Condvar::new() }));
+            let watchdog: &'static Watchdog = Box::leak(Box::new(Watchdog {
+                state: Mutex::default(),
+                changed: Condvar::new(),
+            }));
             std::thread::Builder::new()
                 .name("fuzz-watchdog".into())
                 .spawn(move || watchdog.run())
@@ -214,7 +245,10 @@ impl Watchdog {
     }
 
     fn watch(&self, token: &CancelToken) -> u64 {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.generation += 1;
         state.running = Some(token.clone());
         self.changed.notify_one();
@@ -222,7 +256,10 @@ impl Watchdog {
     }
 
     fn unwatch(&self, generation: u64) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.generation == generation {
             state.running = None;
         }
@@ -230,15 +267,23 @@ impl Watchdog {
     }
 
     fn run(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         loop {
             while state.running.is_none() {
-                state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
             let generation = state.generation;
             let (next, timeout) = self
                 .changed
-                .wait_timeout_while(state, ENTRY_BUDGET, |s| s.generation == generation && s.running.is_some())
+                .wait_timeout_while(state, ENTRY_BUDGET, |s| {
+                    s.generation == generation && s.running.is_some()
+                })
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             state = next;
             if timeout.timed_out() {
@@ -280,9 +325,13 @@ const MAX_POPS_PER_PASS: usize = FUZZ_RING_CAPACITY / 8 + 1;
 /// molt_fuzz::ring_consumer(&[1, 10, 3, 5]);
 /// ```
 pub fn ring_consumer(data: &[u8]) {
-    let config = SegmentConfig { request_capacity: FUZZ_RING_CAPACITY, response_capacity: FUZZ_RING_CAPACITY };
+    let config = SegmentConfig {
+        request_capacity: FUZZ_RING_CAPACITY,
+        response_capacity: FUZZ_RING_CAPACITY,
+    };
     let (mut worker, file) = WorkerSide::create(&config).expect("create a segment");
-    let mut client = ClientSide::attach(file.try_clone().expect("dup the memfd")).expect("attach a fresh segment");
+    let mut client = ClientSide::attach(file.try_clone().expect("dup the memfd"))
+        .expect("attach a fresh segment");
     let mut hostile = hostile_mapping(&file);
     let mut requests = RingModel::default();
     let mut responses = RingModel::default();
@@ -290,7 +339,9 @@ pub fn ring_consumer(data: &[u8]) {
     while let Some(opcode) = script.byte() {
         match opcode % 6 {
             0 => {
-                let (Some(offset), Some(len)) = (script.u16(), script.byte()) else { break };
+                let (Some(offset), Some(len)) = (script.u16(), script.byte()) else {
+                    break;
+                };
                 let bytes = script.take(usize::from(len));
                 let start = usize::from(offset) % hostile.len();
                 let end = (start + bytes.len()).min(hostile.len());
@@ -313,11 +364,17 @@ pub fn ring_consumer(data: &[u8]) {
             _ => {
                 drain(&mut worker.requests, &mut requests);
                 drain(&mut client.responses, &mut responses);
-                let no_spin = WaitConfig { spin: Duration::ZERO, ..WaitConfig::default() };
+                let no_spin = WaitConfig {
+                    spin: Duration::ZERO,
+                    ..WaitConfig::default()
+                };
                 let past = monotonic_now_ns();
                 for consumer in [&mut worker.requests, &mut client.responses] {
                     if let Ok(outcome) = consumer.wait(past, &no_spin, || false) {
-                        assert!(matches!(outcome, WaitOutcome::Ready | WaitOutcome::TimedOut));
+                        assert!(matches!(
+                            outcome,
+                            WaitOutcome::Ready | WaitOutcome::TimedOut
+                        ));
                     }
                 }
             }
@@ -392,7 +449,9 @@ impl RingModel {
         match (popped, expected) {
             (Ok(got), Some(want)) => assert_eq!(got, want, "records come out in the order pushed"),
             (Err(PopError::Empty), None) => {}
-            (got, want) => panic!("honest ring diverged from its model: popped {got:?}, expected {want:?}"),
+            (got, want) => {
+                panic!("honest ring diverged from its model: popped {got:?}, expected {want:?}")
+            }
         }
     }
 }

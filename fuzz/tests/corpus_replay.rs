@@ -14,12 +14,20 @@ fn every_committed_input_passes_its_target() {
             .map(|entry| entry.expect("read a corpus entry").path())
             .collect();
         inputs.sort();
-        assert!(!inputs.is_empty(), "{target}: empty corpus, seed it (see fuzz/README.md)");
+        assert!(
+            !inputs.is_empty(),
+            "{target}: empty corpus, seed it (see fuzz/README.md)"
+        );
         for input in inputs {
-            let data = std::fs::read(&input).unwrap_or_else(|err| panic!("{}: {err}", input.display()));
+            let data =
+                std::fs::read(&input).unwrap_or_else(|err| panic!("{}: {err}", input.display()));
             // A panic names the input, so a failure can be rerun with `cargo fuzz run <target> <file>`.
             let outcome = std::panic::catch_unwind(|| body(&data));
-            assert!(outcome.is_ok(), "{target}: input {} broke a property", input.display());
+            assert!(
+                outcome.is_ok(),
+                "{target}: input {} broke a property",
+                input.display()
+            );
         }
     }
 }
@@ -28,6 +36,9 @@ fn every_committed_input_passes_its_target() {
 fn every_target_has_a_fuzz_target_file() {
     let targets = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz_targets");
     for (target, _) in molt_fuzz::TARGETS {
-        assert!(targets.join(format!("{target}.rs")).is_file(), "{target} has no fuzz_targets/{target}.rs");
+        assert!(
+            targets.join(format!("{target}.rs")).is_file(),
+            "{target} has no fuzz_targets/{target}.rs"
+        );
     }
 }
