@@ -35,7 +35,6 @@ unless ``strict_shm`` is set: then it raises WorkerUnavailable saying why.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import shutil
@@ -52,7 +51,17 @@ from .._exceptions import Busy, MoltError, ProtocolError, Timeout, WorkerUnavail
 from .._frame import Frame, Kind, decode_frame, encode_frame
 from .._config import ClientConfig
 from ._base import LateReplyHandler, Transport
-from ._stdio import StdioTransport, _describe_exit, _forward_stderr
+from ._process import (
+    CLOSE_GRACE_S,
+    await_exit,
+    exit_reason,
+    forget_worker,
+    forward_stderr,
+    kill_worker,
+    log_unknown_reply,
+    spawn_worker,
+)
+from ._stdio import StdioTransport
 
 __all__ = ["ShmTransport"]
 
@@ -80,9 +89,6 @@ _READER_SLICE_NS = 100_000_000
 # An idle reader checks this often whether its event loop was closed, to give the loop's
 # connection back (one wake-up a second, nothing measurable).
 _LOOP_CHECK_S = 1.0
-# How long close() lets in-flight calls finish, and then waits for the worker to exit.
-_CLOSE_GRACE_S = 2.0
-_REAP_WAIT_S = 1.0
 # The first reply buffer of a connection; it grows to the largest reply seen.
 _INITIAL_BUFFER = 1 << 16
 # Retired connections waiting for late replies: past this many (a wedged worker with many
@@ -265,16 +271,14 @@ class ShmTransport(Transport):
         command = self.config.worker_command(["--stdio", "--socket", self._socket_path])
         try:
             # stdin is the worker's lifetime: it exits on EOF, also when this process is killed.
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except OSError as exc:
-            logger.error("could not start the molt worker %s: %s", command, exc)
-            code = errno.errorcode.get(exc.errno or 0, "error")
-            self._exit_reason = f"the worker could not be started ({code})"
-            raise WorkerUnavailable(self._exit_reason) from None
+            proc = spawn_worker(command, stdout=subprocess.DEVNULL)
+        except WorkerUnavailable as exc:
+            self._exit_reason = exc.safe_message
+            raise
         self._proc = proc
         self._reaper = threading.Thread(target=self._reap, args=(proc,), name=f"molt-shm-reaper-{proc.pid}", daemon=True)
         self._stderr_thread = threading.Thread(
-            target=_forward_stderr, args=(proc.stderr,), name=f"molt-shm-stderr-{proc.pid}", daemon=True
+            target=forward_stderr, args=(proc.stderr,), name=f"molt-shm-stderr-{proc.pid}", daemon=True
         )
         self._reaper.start()
         self._stderr_thread.start()
@@ -307,7 +311,7 @@ class ShmTransport(Transport):
 
     def _started_and_died(self) -> None:
         assert self._reaper is not None
-        self._reaper.join(timeout=_CLOSE_GRACE_S)
+        self._reaper.join(timeout=CLOSE_GRACE_S)
         raise WorkerUnavailable(f"the worker exited during start-up ({self.exit_reason})")
 
     def _connect_attached(self, deadline: float) -> _Connection | None:
@@ -367,7 +371,7 @@ class ShmTransport(Transport):
     def _shutdown_shm(self) -> None:
         with self._state:
             self._stopping = True
-            self._stop_by = time.monotonic() + _CLOSE_GRACE_S
+            self._stop_by = time.monotonic() + CLOSE_GRACE_S
             self._retired_wanted.notify_all()
             loop_conns = list(self._loop_conns.values())
         for conn in loop_conns:
@@ -383,14 +387,11 @@ class ShmTransport(Transport):
             except OSError:
                 pass  # Already broken: the worker is gone, which is what close wants.
             assert self._reaper is not None
-            self._reaper.join(timeout=_CLOSE_GRACE_S)
-            if self._reaper.is_alive():
-                self._kill("closed by the client")
-                self._reaper.join(timeout=_REAP_WAIT_S)
+            await_exit(self._reaper, self._kill)
         threads = [conn.reader for conn in loop_conns] + [self._drainer, self._stderr_thread]
         for thread in threads:
             if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=_CLOSE_GRACE_S)
+                thread.join(timeout=CLOSE_GRACE_S)
         with self._state:
             conns = list(self._conns)
         for conn in conns:
@@ -418,27 +419,13 @@ class ShmTransport(Transport):
         self._local = threading.local()
         self._socket_dir = None  # the parent removes it
         proc = self._proc
-        if proc is None:
-            return
-        # The child's copy of the worker's stdin would keep it alive after the parent exits.
-        for stream in (proc.stdin, proc.stderr):
-            if stream is not None:
-                try:
-                    os.close(stream.fileno())
-                except (OSError, ValueError):
-                    pass  # Already closed in the parent before the fork.
-        proc.returncode = 0  # not this child's child: Popen must not wait for it
-        self._proc = None
+        if proc is not None:
+            forget_worker(proc)
+            self._proc = None
 
     def _kill(self, reason: str) -> None:
         self._gone(reason)
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            try:
-                proc.kill()
-            except ProcessLookupError:
-                pass  # Already exited; the reaper collects it.
-        logger.warning("molt worker killed: %s", reason)
+        kill_worker(self._proc, reason)
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         returncode = proc.wait()
@@ -466,11 +453,7 @@ class ShmTransport(Transport):
     def exit_reason(self) -> str | None:
         if self._stdio is not None:
             return self._stdio.exit_reason
-        proc = self._proc
-        returncode = proc.returncode if proc is not None else None
-        if returncode is None:
-            return self._exit_reason
-        return f"{self._exit_reason or 'the worker exited'}, {_describe_exit(returncode)}"
+        return exit_reason(self._exit_reason, self._proc)
 
     @property
     def in_flight(self) -> int:
@@ -515,7 +498,7 @@ class ShmTransport(Transport):
                     raise self._undecodable(exc, request_id) from None
                 if reply.request_id == request_id:
                     return reply
-                _unknown_reply(reply)
+                log_unknown_reply(reply)
             while True:
                 received = self._receive(conn, wait_until_ns, SPIN_NS, request_id)
                 if received is None:
@@ -523,7 +506,7 @@ class ShmTransport(Transport):
                     raise Timeout("the worker did not answer before the deadline", request_id=request_id)
                 if received.request_id == request_id:
                     return received
-                _unknown_reply(received)
+                log_unknown_reply(received)
         finally:
             conn.call_id = 0
             conn.use.release()
@@ -695,7 +678,7 @@ class ShmTransport(Transport):
         with conn.state:
             late = conn.abandoned.pop(reply.request_id, None)
         if late is None:
-            _unknown_reply(reply)
+            log_unknown_reply(reply)
             return
         self._routes.pop(reply.request_id, None)
         self.late_reply(late[0], reply, late[1])
@@ -902,13 +885,6 @@ def _thread_ended(transport_ref: Callable[[], ShmTransport | None], conn: _Conne
     if transport is not None and not conn.retired:
         conn.doomed = True
         transport._close_if_idle(conn)
-
-
-def _unknown_reply(reply: Frame) -> None:
-    message = reply.payload[:200].decode("utf-8", "replace") if reply.status else ""
-    logger.warning(
-        "molt worker answered unknown request %d with %s %s", reply.request_id, reply.status.wire_name, message
-    )
 
 
 def _status_name(status: int) -> str:

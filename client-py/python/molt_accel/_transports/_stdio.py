@@ -31,48 +31,40 @@ full pipe buffer, and never past the call's deadline.
 from __future__ import annotations
 
 import asyncio
-import errno
-import io
 import math
 import logging
 import os
-import re
 import select
-import signal
 import struct
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, cast
 
 from .._exceptions import ProtocolError, Timeout, WorkerUnavailable
 from .._frame import HEADER_LEN, Frame, Kind, decode_frame, encode_frame
 from .._config import ClientConfig
 from ._base import LateReplyHandler, Transport
+from ._process import (
+    CLOSE_GRACE_S,
+    await_exit,
+    exit_reason,
+    forget_worker,
+    forward_stderr,
+    kill_worker,
+    log_unknown_reply,
+    spawn_worker,
+)
 
 __all__ = ["StdioTransport"]
 
 logger = logging.getLogger("molt_accel")
-worker_logger = logging.getLogger("molt_accel.worker")
 
 _LENGTH_PREFIX = struct.Struct("<I")
-# How long close() lets in-flight calls finish after closing the worker's stdin.
-_CLOSE_GRACE_S = 2.0
-# How long close() waits for the worker to exit after the grace, once killed.
-_REAP_WAIT_S = 1.0
 # Bytes read from the worker's stdout at a time.
 _READ_CHUNK = 1 << 16
 # A cancel may be written from the event loop: it gets this long to find room in the pipe.
 _CANCEL_WRITE_BUDGET_NS = 20_000_000
-_WORKER_LOG_LINE = re.compile(r"^molt_worker (ERROR|WARN|INFO|DEBUG|TRACE): ")
-_WORKER_LOG_LEVELS = {
-    "ERROR": logging.ERROR,
-    "WARN": logging.WARNING,
-    "INFO": logging.INFO,
-    "DEBUG": logging.DEBUG,
-    "TRACE": logging.DEBUG,
-}
 
 
 class _Waiter:
@@ -130,17 +122,6 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit status {returncode}"
-
-
 class StdioTransport(Transport):
     """A worker spawned with ``--stdio``, spoken to over its stdin and stdout."""
 
@@ -174,15 +155,10 @@ class StdioTransport(Transport):
 
     def start(self) -> None:
         try:
-            proc = subprocess.Popen(
-                self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
-            )
-        except OSError as exc:
-            # The command (a path) goes to the operator's log, never into the error.
-            logger.error("could not start the molt worker %s: %s", self._command, exc)
-            code = errno.errorcode.get(exc.errno or 0, "error")
-            self._exit_reason = f"the worker could not be started ({code})"
-            raise WorkerUnavailable(self._exit_reason) from None
+            proc = spawn_worker(self._command, stdout=subprocess.PIPE)
+        except WorkerUnavailable as exc:
+            self._exit_reason = exc.safe_message
+            raise
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         self._proc = proc
         self._stdin_fd = proc.stdin.fileno()
@@ -196,7 +172,7 @@ class StdioTransport(Transport):
         self._reaper = make_thread(self._reap, "reaper", proc)
         self._helpers = [
             make_thread(self._serve_waiters, "reader"),
-            make_thread(_forward_stderr, "stderr", proc.stderr),
+            make_thread(forward_stderr, "stderr", proc.stderr),
         ]
         for thread in (self._reaper, *self._helpers):
             thread.start()
@@ -213,7 +189,7 @@ class StdioTransport(Transport):
             raise WorkerUnavailable("the worker did not answer its first ping in time") from None
         except WorkerUnavailable:
             # Let the reaper collect the exit status, so the reason says how it ended.
-            self._reaper.join(timeout=_CLOSE_GRACE_S)
+            self._reaper.join(timeout=CLOSE_GRACE_S)
             raise WorkerUnavailable(f"the worker exited during start-up ({self.exit_reason})") from None
         if reply.kind is not Kind.PONG:
             self._kill("the worker answered its first ping with something else")
@@ -231,15 +207,12 @@ class StdioTransport(Transport):
             self._stdin_fd = -1
         # EOF on stdin: the worker finishes or cancels what is in flight, flushes its replies
         # and exits; whoever reads delivers those replies, the reaper collects the exit.
-        self._reaper.join(timeout=_CLOSE_GRACE_S)
-        if self._reaper.is_alive():
-            self._kill("closed by the client")
-            self._reaper.join(timeout=_REAP_WAIT_S)
+        await_exit(self._reaper, self._kill)
         with self._state_lock:
             self._stopping = True
             self._reader_wanted.notify_all()
         for thread in self._helpers:
-            thread.join(timeout=_CLOSE_GRACE_S)
+            thread.join(timeout=CLOSE_GRACE_S)
         # No reader may be left on the fd when it closes (its number could be reused).
         with self._read_role:
             proc.stdout.close()  # type: ignore[union-attr]
@@ -247,36 +220,19 @@ class StdioTransport(Transport):
         proc.stderr.close()  # type: ignore[union-attr]
 
     def forget_after_fork(self) -> None:
-        # The child got copies of the pipe ends. Closing them matters: a child holding the
-        # worker's stdin open would keep it from seeing EOF when the parent goes away. The
-        # worker itself belongs to the parent, so it is neither signalled nor waited for.
         proc = self._proc
         self._exit_reason = "the worker belongs to the parent process"
         self._pending.clear()
         self._abandoned.clear()
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                try:
-                    os.close(stream.fileno())
-                except (OSError, ValueError):
-                    pass  # Already closed in the parent before the fork.
-        # Popen would otherwise try to reap a process that is not this child's child.
-        proc.returncode = 0
-        self._proc = None
+        if proc is not None:
+            forget_worker(proc)
+            self._proc = None
 
     def _kill(self, reason: str) -> None:
         with self._state_lock:
             if self._exit_reason is None:
                 self._exit_reason = reason
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            try:
-                proc.kill()
-            except ProcessLookupError:
-                pass  # Already exited; the reaper collects it.
-        logger.warning("molt worker killed: %s", reason)
+        kill_worker(self._proc, reason)
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         returncode = proc.wait()
@@ -292,11 +248,7 @@ class StdioTransport(Transport):
 
     @property
     def exit_reason(self) -> str | None:
-        proc = self._proc
-        returncode = proc.returncode if proc is not None else None
-        if returncode is None:
-            return self._exit_reason
-        return f"{self._exit_reason or 'the worker exited'}, {_describe_exit(returncode)}"
+        return exit_reason(self._exit_reason, self._proc)
 
     @property
     def in_flight(self) -> int:
@@ -552,10 +504,7 @@ class StdioTransport(Transport):
         elif late is not None:
             self.late_reply(late.entry, frame, late.sent_ns)
         else:
-            message = frame.payload[:200].decode("utf-8", "replace") if frame.status else ""
-            logger.warning(
-                "molt worker answered unknown request %d with %s %s", frame.request_id, frame.status.wire_name, message
-            )
+            log_unknown_reply(frame)
 
     def _deliver_error(self, request_id: int, reason: str) -> None:
         with self._state_lock:
@@ -594,16 +543,3 @@ def _tail(buffers: list[bytes], offset: int) -> list[memoryview]:
         out.append(memoryview(buffer)[offset:])
         offset = 0
     return out
-
-
-def _forward_stderr(stream: IO[bytes]) -> None:
-    # Popen's stream is raw (bufsize=0) or buffered; either way a BufferedReader over it reads
-    # lines in chunks rather than a byte at a time.
-    with io.BufferedReader(cast(io.RawIOBase, stream)) as lines:
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            match = _WORKER_LOG_LINE.match(line)
-            level = _WORKER_LOG_LEVELS[match.group(1)] if match else logging.WARNING
-            worker_logger.log(level, "%s", line)
