@@ -69,6 +69,24 @@ pub trait Entry: Send + Sync + 'static {
 /// compute thread for hours.
 pub const MAX_TEST_MS: u64 = 60_000;
 
+/// The payload of the test-only `sleep` and `spin` entries.
+#[derive(serde::Deserialize)]
+struct TestDuration {
+    ms: u64,
+}
+
+/// Decodes a `{ms}` payload for the test-only entry `entry` and refuses more than
+/// [`MAX_TEST_MS`].
+fn test_duration_ms(entry: &str, ctx: &CallContext<'_>) -> Result<u64, EntryError> {
+    let TestDuration { ms } = payload::decode(entry, ctx.codec, ctx.payload)?;
+    if ms > MAX_TEST_MS {
+        return Err(EntryError::InvalidInput(format!(
+            "ms must be at most {MAX_TEST_MS}"
+        )));
+    }
+    Ok(ms)
+}
+
 /// Every entry this worker knows, enabled or not.
 pub fn registry() -> Vec<Box<dyn Entry>> {
     vec![
@@ -80,4 +98,30 @@ pub fn registry() -> Vec<Box<dyn Entry>> {
         Box::new(spin::Spin),
         Box::new(panic::Panic),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_and_spin_refuse_more_than_the_test_bound_before_starting() {
+        let cancel = CancelToken::new();
+        let payload = format!(r#"{{"ms": {}}}"#, MAX_TEST_MS + 1);
+        let ctx = CallContext {
+            codec: Codec::Json,
+            payload: payload.as_bytes(),
+            cancel: &cancel,
+        };
+        for entry in [&sleep::Sleep as &dyn Entry, &spin::Spin] {
+            assert_eq!(
+                entry.call(&ctx),
+                Err(EntryError::InvalidInput(format!(
+                    "ms must be at most {MAX_TEST_MS}"
+                ))),
+                "{}",
+                entry.name()
+            );
+        }
+    }
 }

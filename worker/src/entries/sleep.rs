@@ -3,17 +3,12 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{payload, CallContext, Entry, EntryError, EntryResult, MAX_TEST_MS};
+use super::{payload, test_duration_ms, CallContext, Entry, EntryError, EntryResult};
 
 /// Sleeps `ms` milliseconds, or until cancelled.
 pub struct Sleep;
-
-#[derive(Deserialize)]
-struct Input {
-    ms: u64,
-}
 
 #[derive(Serialize)]
 struct Output {
@@ -30,15 +25,10 @@ impl Entry for Sleep {
     }
 
     fn call(&self, ctx: &CallContext<'_>) -> EntryResult {
-        let input: Input = payload::decode(self.name(), ctx.codec, ctx.payload)?;
-        if input.ms > MAX_TEST_MS {
-            return Err(EntryError::InvalidInput(format!(
-                "ms must be at most {MAX_TEST_MS}"
-            )));
-        }
-        if ctx.cancel.wait_timeout(Duration::from_millis(input.ms)) {
+        let ms = test_duration_ms(self.name(), ctx)?;
+        if ctx.cancel.wait_timeout(Duration::from_millis(ms)) {
             return Err(EntryError::Cancelled);
         }
-        payload::encode(ctx.codec, &Output { slept_ms: input.ms })
+        payload::encode(ctx.codec, &Output { slept_ms: ms })
     }
 }

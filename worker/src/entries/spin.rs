@@ -3,17 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{payload, CallContext, Entry, EntryError, EntryResult, MAX_TEST_MS};
+use super::{payload, test_duration_ms, CallContext, Entry, EntryError, EntryResult};
 
 /// Busy-loops for `ms` milliseconds, or until cancelled.
 pub struct Spin;
-
-#[derive(Deserialize)]
-struct Input {
-    ms: u64,
-}
 
 #[derive(Serialize)]
 struct Output {
@@ -30,19 +25,14 @@ impl Entry for Spin {
     }
 
     fn call(&self, ctx: &CallContext<'_>) -> EntryResult {
-        let input: Input = payload::decode(self.name(), ctx.codec, ctx.payload)?;
-        if input.ms > MAX_TEST_MS {
-            return Err(EntryError::InvalidInput(format!(
-                "ms must be at most {MAX_TEST_MS}"
-            )));
-        }
-        let until = Instant::now() + Duration::from_millis(input.ms);
+        let ms = test_duration_ms(self.name(), ctx)?;
+        let until = Instant::now() + Duration::from_millis(ms);
         while Instant::now() < until {
             if ctx.cancel.is_cancelled() {
                 return Err(EntryError::Cancelled);
             }
             std::hint::spin_loop();
         }
-        payload::encode(ctx.codec, &Output { spun_ms: input.ms })
+        payload::encode(ctx.codec, &Output { spun_ms: ms })
     }
 }
