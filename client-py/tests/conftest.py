@@ -12,7 +12,6 @@ import pytest
 
 from molt_accel import MoltClient
 from molt_client_support import TEST_EXPORTS, MakeClient, worker_cmd
-from molt_client_support import wait_until as wait_until  # re-exported: test_metrics.py imports it from here
 
 
 @pytest.fixture
@@ -30,7 +29,6 @@ def one_spin_manifest(tmp_path: Path) -> Path:
 def transport(request: pytest.FixtureRequest) -> str:
     """Every transport the suite runs against; a new transport adds its name here."""
     return request.param
-
 
 
 @pytest.fixture

@@ -37,6 +37,26 @@ def wait_until(condition: Callable[[], object], what: str, bound_s: float = HANG
         time.sleep(0.002)
 
 
+def in_forked_child(check: Callable[[], bool]) -> bool:
+    """Runs ``check`` in a forked child and returns its result; a check that raises is False.
+    The child exits without running the parent's cleanup (atexit, pytest's fixtures)."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        ok = False
+        try:
+            ok = check()
+        finally:
+            os.write(write_end, b"ok" if ok else b"no")
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        result = answer.read()
+    os.waitpid(child, 0)
+    return result == b"ok"
+
+
 def stop_process(pid: int) -> None:
     """SIGSTOPs ``pid`` and returns once every one of its threads is stopped: the signal is
     delivered asynchronously, and over shared memory a running worker answers a call within

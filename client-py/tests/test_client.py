@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from molt_client_support import HANG_BOUND_S, MakeClient, stop_process, wait_until
+from molt_client_support import HANG_BOUND_S, MakeClient, in_forked_child, stop_process, wait_until
 from molt_accel import (
     Busy,
     CallMetrics,
@@ -412,21 +412,14 @@ def test_context_managers_close_the_client(make_client: MakeClient) -> None:
 def test_a_forked_child_never_uses_the_parents_worker(client: MoltClient) -> None:
     client.start()
     parent_worker = client.worker_pid
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read_end)
-        try:
-            ok = client.worker_pid is None and client.call("echo", "child") == "child"
-            ok = ok and client.worker_pid not in (None, parent_worker)
-            client.close()
-            os.write(write_end, b"ok" if ok else b"no")
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer:
-        assert answer.read() == b"ok"
-    os.waitpid(child, 0)
+
+    def child_side() -> bool:
+        ok = client.worker_pid is None and client.call("echo", "child") == "child"
+        ok = ok and client.worker_pid not in (None, parent_worker)
+        client.close()
+        return ok
+
+    assert in_forked_child(child_side)
     assert client.worker_pid == parent_worker
     assert client.call("echo", "parent") == "parent"
 

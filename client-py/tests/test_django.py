@@ -26,7 +26,7 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 
-from molt_client_support import HANG_BOUND_S, wait_until  # noqa: E402
+from molt_client_support import HANG_BOUND_S, in_forked_child, wait_until  # noqa: E402
 from molt_accel import (  # noqa: E402
     Busy,
     Cancelled,
@@ -235,21 +235,14 @@ def test_one_client_per_process_and_a_new_one_after_a_settings_change() -> None:
 def test_a_forked_child_gets_its_own_client_and_worker() -> None:
     parent = get_client()
     parent.start()
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_end)
-            mine = get_client()
-            ok = mine is not parent and mine.call("echo", 1) == 1 and mine.worker_pid != parent.worker_pid
-            mine.close()
-            os.write(write_end, b"ok" if ok else b"no")
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer:
-        assert answer.read() == b"ok"
-    os.waitpid(child, 0)
+
+    def child_side() -> bool:
+        mine = get_client()
+        ok = mine is not parent and mine.call("echo", 1) == 1 and mine.worker_pid != parent.worker_pid
+        mine.close()
+        return ok
+
+    assert in_forked_child(child_side)
     assert get_client() is parent and parent.call("echo", 2) == 2
 
 

@@ -15,8 +15,7 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MakeClient, wait_until
-from molt_client_support import stop_process
+from molt_client_support import MakeClient, in_forked_child, stop_process, wait_until
 from molt_accel import InvalidInput, Timeout
 from molt_accel._metrics import ClientMetrics, label_worker_texts, prometheus_text
 
@@ -64,23 +63,16 @@ def test_a_late_reply_is_counted_with_its_round_trip_only(make_client: MakeClien
 def test_a_forked_child_starts_with_empty_histograms(make_client: MakeClient) -> None:
     client = make_client(metrics=True)
     client.call("echo", "parent")
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read_end)
-        try:
-            assert client.metrics is not None
-            empty = client.metrics.counts() == {}
-            client.call("echo", "child")
-            counted = client.metrics.counts()["echo"]["round_trip"] == 1
-            client.close()
-            os.write(write_end, b"ok" if empty and counted else b"no")
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer:
-        assert answer.read() == b"ok"
-    os.waitpid(child, 0)
+
+    def child_side() -> bool:
+        assert client.metrics is not None
+        empty = client.metrics.counts() == {}
+        client.call("echo", "child")
+        counted = client.metrics.counts()["echo"]["round_trip"] == 1
+        client.close()
+        return empty and counted
+
+    assert in_forked_child(child_side)
     assert client.metrics is not None
     assert client.metrics.counts()["echo"]["round_trip"] == 1
 
