@@ -40,6 +40,7 @@ impl CancelToken {
 
     /// Whether the token has fired. Entries call this in their loops: it is one load.
     pub fn is_cancelled(&self) -> bool {
+        // Relaxed: see `cancel`; an entry that reads a stale false stops on a later check.
         self.0.fired.load(Ordering::Relaxed)
     }
 

@@ -57,6 +57,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<WorkerMetrics>) {
             if let Err(err) = answer(stream, metrics).await {
                 log::debug!("metrics: connection ended early: {err}");
             }
+            // Relaxed: as for the fetch_add above.
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
