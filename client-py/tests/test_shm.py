@@ -20,7 +20,7 @@ import pytest
 
 from molt_accel import Busy, MoltClient, WorkerUnavailable
 from molt_accel._transports import _shm
-from molt_client_support import HANG_BOUND_S, TEST_EXPORTS, stop_process, wait_until, worker_cmd
+from molt_client_support import HANG_BOUND_S, TEST_EXPORTS, in_forked_child, stop_process, wait_until, worker_cmd
 
 pytestmark = pytest.mark.skipif(_shm._unsupported() is not None, reason=str(_shm._unsupported()))
 
@@ -224,3 +224,50 @@ def test_no_descriptor_thread_or_process_is_left_after_calls_threads_and_restart
     client.close()
     socket_path = Path(os.fsdecode(socket_dir[socket_dir.index(b"--socket") + 1]))
     assert not socket_path.parent.exists()  # the private socket directory is removed
+
+
+def _sockets() -> set[str]:
+    """This process's open sockets, by inode (``socket:[N]``)."""
+    links = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:
+            continue  # the descriptor listdir itself used
+    return {link for link in links if link.startswith("socket:")}
+
+
+def _segment_mappings() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum("memfd:molt-segment" in line for line in maps)
+
+
+def test_a_forked_child_releases_the_inherited_segments_and_sockets_and_the_parent_keeps_them(clients) -> None:
+    before = _sockets()
+    client = shm_client(clients)
+    # Two connections: this thread's and another thread's, which stays open while it lives.
+    assert client.call("echo", 1) == 1
+    other_thread_called = threading.Event()
+    release_other_thread = threading.Event()
+
+    def other_thread() -> None:
+        client.call("echo", 2)
+        other_thread_called.set()
+        release_other_thread.wait(HANG_BOUND_S)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    try:
+        assert other_thread_called.wait(HANG_BOUND_S)
+        inherited = _sockets() - before
+        assert len(inherited) >= 2 and _segment_mappings() >= 2
+
+        def child_side() -> bool:
+            return not (_sockets() & inherited) and _segment_mappings() == 0
+
+        assert in_forked_child(child_side)
+        assert client.call("echo", 3) == 3
+        assert _sockets() >= inherited
+    finally:
+        release_other_thread.set()
+        thread.join(HANG_BOUND_S)

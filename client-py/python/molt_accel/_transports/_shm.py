@@ -407,12 +407,19 @@ class ShmTransport(Transport):
         if self._stdio is not None:
             self._stdio.forget_after_fork()
             return
-        # Never call into the inherited handles: closing one would mark the parent's segment
-        # closed and end its connection. They stay mapped (a socket descriptor and a mapping
-        # per connection the parent had); the child opens its own.
+        # Every inherited handle is forgotten, never closed: closing would mark the parent's
+        # segment closed and end its connection. Forgetting releases only this process's
+        # socket descriptor and mapping, and takes none of the handle's locks (a parent thread
+        # may have held one at the fork). A connection already marked closed may have been
+        # freed by a parent thread at the fork: it is left alone.
         self._forgotten = True
         self._exit_reason = "the worker belongs to the parent process"
+        for conn in self._conns:
+            if not conn.closed:
+                conn.closed = True
+                lib.molt_shm_forget(conn.handle)
         self._conns = set()
+        self._loop_connecting = {}
         self._loop_conns = weakref.WeakKeyDictionary()
         self._retired = []
         self._routes = {}
