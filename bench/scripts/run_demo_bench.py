@@ -251,6 +251,8 @@ def worker_cpu_s(server: DemoServer) -> float:
 CANCEL_CPU_ITERS_PER_ROW = "2000"
 CANCEL_ROWS = 200_000
 CANCEL_CLIENTS = 8
+# Below this much worker CPU per slow call, hanging up mid-call cannot be timed reliably.
+CANCEL_MIN_CALL_CPU_S = 0.2
 
 
 def cancellation_check(*, transport: str, workers: int, port: int, worker_bin: Path, exports: Path,
@@ -268,6 +270,10 @@ def cancellation_check(*, transport: str, workers: int, port: int, worker_bin: P
         call_cpu_s = worker_cpu_s(server) - cpu_before_probe
         if status != 200:
             return {"ok": False, "summary": f"Not run: the slow request answered HTTP {status}."}
+        if call_cpu_s < CANCEL_MIN_CALL_CPU_S:
+            return {"ok": False, "summary": (
+                f"Not run: the slow request cost the worker only {call_cpu_s:.2f} s of CPU, too little to "
+                "cut in the middle (is MOLT_FAKE_DB_CPU_ITERS reaching the worker?).")}
         # Late enough that Django has handed the call to the worker, early enough to cut it.
         hang_up_s = min(full_s / 4, 1.0)
         metrics_start = file_size(metrics_path)

@@ -82,6 +82,8 @@ class DemoServer:
         log_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        """`extra_env` is added to the environment of every process started here, the shared
+        worker's included (the fake-database cost knobs are read by the worker)."""
         if transport not in ("stdio", "shm"):
             raise ValueError(f"transport must be 'stdio' or 'shm', not {transport!r}")
         self.port = port
@@ -129,7 +131,7 @@ class DemoServer:
             self.worker_process = self._spawn(
                 "molt_worker",
                 [str(self.worker_bin), "--socket", str(self.socket_path), "--exports", str(self.exports)],
-                env=dict(os.environ),
+                env={**os.environ, **self.extra_env},
             )
             self._wait_for_socket()
             env["MOLT_SOCKET"] = str(self.socket_path)
