@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from molt_client_support import HANG_BOUND_S, MakeClient, in_forked_child, stop_process, wait_until
+from molt_client_support import HANG_BOUND_S, MakeClient, in_forked_child, stop_process, wait_until, worker_cmd
 from molt_accel import (
     Busy,
     CallMetrics,
@@ -287,6 +287,31 @@ def test_a_wedged_worker_cannot_hold_a_call_past_its_deadline(make_client: MakeC
     wait_until(lambda: client.in_flight == 0, "the late replies arrive")
     assert recorder.statuses("echo") == ["Timeout", "Timeout"]
     assert client.call("echo", "alive") == "alive"
+
+
+def test_a_call_waits_for_a_worker_another_call_is_starting_no_longer_than_its_deadline(
+    make_client: MakeClient, tmp_path
+) -> None:
+    # The worker starts only once the test writes to this FIFO: until then the first call is
+    # starting it (bounded by start_timeout_ms, not by any call's deadline).
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    client = make_client(
+        worker_cmd=["sh", "-c", 'read _ < "$0" && exec "$@"', str(go), *worker_cmd()],
+        start_timeout_ms=int(HANG_BOUND_S * 1000),
+    )
+    starter = ThreadPoolExecutor(1)
+    started = starter.submit(client.call, "echo", "first", timeout_ms=int(HANG_BOUND_S * 1000))
+    wait_until(client._lock.locked, "the first call is starting the worker")
+    with pytest.raises(Timeout) as caught:
+        client.call("echo", "second", timeout_ms=50)
+    assert "starting" in caught.value.safe_message
+    assert not started.done()
+    with open(go, "w") as fifo:
+        fifo.write("go\n")
+    assert started.result(timeout=HANG_BOUND_S) == "first"
+    starter.shutdown()
+    assert client.call("echo", "second") == "second"
 
 
 # -- worker death and restart -----------------------------------------------------------------

@@ -35,9 +35,10 @@ class MoltClient:
     """A connection to one molt worker, shared by any number of threads and asyncio tasks.
 
     The worker is spawned on first use (or by :meth:`start`) and restarted when it dies, at
-    most ``max_restarts`` times within ``restart_window_s``. Every call has a deadline
-    (``timeout_ms``) that the worker enforces and the client enforces too: a caller never
-    waits longer than the deadline plus ``deadline_grace_ms``, even for a wedged worker, and a
+    most ``max_restarts`` times within ``restart_window_s``; the call that starts it waits up
+    to ``start_timeout_ms`` for its first answer. Every call has a deadline (``timeout_ms``)
+    that the worker enforces and the client enforces too: any other caller never waits longer
+    than the deadline plus ``deadline_grace_ms``, even for a wedged or starting worker, and a
     call the client gives up on (deadline, or its task cancelled) is cancelled in the worker.
     When the worker dies, every call in flight fails with :class:`WorkerUnavailable` at once;
     a call marked ``idempotent`` is then sent again to the restarted worker.
@@ -160,11 +161,16 @@ class MoltClient:
         transport = self._transport
         return transport.worker_pid if transport is not None else None
 
-    def _live_transport(self) -> Transport:
+    def _live_transport(self, wait_until_ns: int | None = None) -> Transport:
+        """The running transport, started (or restarted) if need be; a caller that finds
+        another one starting it waits until ``wait_until_ns`` at most, then raises Timeout."""
         transport = self._transport
         if transport is not None and transport.alive:
             return transport
-        with self._lock:
+        timeout_s = -1.0 if wait_until_ns is None else max((wait_until_ns - time.monotonic_ns()) / 1e9, 0.0)
+        if not self._lock.acquire(timeout=timeout_s):
+            raise Timeout("the worker was still starting at the deadline")
+        try:
             if self._closed:
                 raise WorkerUnavailable("the client is closed")
             transport = self._transport
@@ -188,6 +194,8 @@ class MoltClient:
                 raise
             self._transport = transport
             return transport
+        finally:
+            self._lock.release()
 
     def _use_restart_budget(self) -> None:
         """Counts one restart, or raises WorkerUnavailable (saying why) if none is left."""
@@ -211,6 +219,7 @@ class MoltClient:
         # In a forked child: the worker, its pipes and any lock another thread held at fork
         # time belong to the parent. Start from scratch; the child spawns its own worker.
         self._lock = threading.Lock()
+        self._hooks.forget_after_fork()
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.forget_after_fork()
@@ -222,10 +231,11 @@ class MoltClient:
     def ping(self, *, timeout_ms: int | None = None) -> None:
         """Checks that the worker answers. Every frame sent before a ping that returns has
         been read by the worker (frames on one connection arrive in order)."""
-        transport = self._live_transport()
+        wait_until_ns = time.monotonic_ns() + self._timeout_ns(timeout_ms)
+        transport = self._live_transport(wait_until_ns)
         request_id = self._next_request_id()
         frame = encode_frame(Frame(kind=Kind.PING, request_id=request_id))
-        reply = transport.exchange(request_id, "", frame, time.monotonic_ns() + self._timeout_ns(timeout_ms))
+        reply = transport.exchange(request_id, "", frame, wait_until_ns)
         if reply.kind is not Kind.PONG:
             raise ProtocolError("the worker answered a ping with something other than a pong", request_id=request_id)
 
@@ -245,7 +255,7 @@ class MoltClient:
             frame = encode_call(request_id, entry_bytes, payload_codec.wire, flags, deadline_ns, data)
             encode_ns = time.perf_counter_ns() - started_ns
             self._hooks.before_send(entry, len(data))
-            transport = self._transport_for(entry)
+            transport = self._transport_for(entry, deadline_ns + self._grace_ns)
             sent_ns = time.perf_counter_ns()
             try:
                 reply = transport.exchange(request_id, entry, frame, deadline_ns + self._grace_ns)
@@ -277,7 +287,7 @@ class MoltClient:
             if transport is None or not transport.alive:
                 # Spawning and the first ping block, so they run off the loop; only a start
                 # or restart pays for that thread hop.
-                transport = await asyncio.to_thread(self._transport_for, entry)
+                transport = await asyncio.to_thread(self._transport_for, entry, deadline_ns + self._grace_ns)
             sent_ns = time.perf_counter_ns()
             try:
                 reply = await transport.aexchange(request_id, entry, frame, deadline_ns + self._grace_ns)
@@ -314,10 +324,10 @@ class MoltClient:
             raise
         return entry_bytes, payload_codec, deadline_ns, data, FLAG_IDEMPOTENT if idempotent else 0
 
-    def _transport_for(self, entry: str) -> Transport:
+    def _transport_for(self, entry: str, wait_until_ns: int) -> Transport:
         try:
-            return self._live_transport()
-        except WorkerUnavailable as exc:
+            return self._live_transport(wait_until_ns)
+        except MoltError as exc:
             self._hooks.on_error(entry, exc)
             raise
 

@@ -88,6 +88,10 @@ class HookRunner:
         for hook in self._on_error:
             self._run("on_error", hook, entry, error)
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: a parent thread may have held the lock at the fork."""
+        self._reported_lock = threading.Lock()
+
     def _run(self, slot: str, hook: Callable[..., object], *args: object) -> None:
         try:
             hook(*args)
