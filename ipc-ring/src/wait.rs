@@ -48,9 +48,9 @@ use crate::sync::Ordering;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitConfig {
-    /// How long to poll the ring before sleeping. Zero sleeps at once. On a 2-core machine a
-    /// spinning waiter takes a whole core from everything else, so keep it short: it should
-    /// cover a typical reply time, not a slow one.
+    /// How long to poll the ring before sleeping, at most [`WaitConfig::MAX_SPIN`]. Zero
+    /// sleeps at once. On a 2-core machine a spinning waiter takes a whole core from
+    /// everything else, so keep it short: it should cover a typical reply time, not a slow one.
     pub spin: Duration,
     /// Longest single futex sleep, in nanoseconds: bounds how late a dead peer or a closed
     /// segment is noticed, at the cost of one syscall per slice while idle.
@@ -68,6 +68,15 @@ impl WaitConfig {
     /// assert_eq!(WaitConfig::default().spin, WaitConfig::DEFAULT_SPIN);
     /// ```
     pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+    /// Longest spin window a wait honours, 10 ms: a longer `spin` is cut to it, so no setting
+    /// (a worker's `--spin-us`, a client's `spin_ns`) turns a wait into a busy loop that holds
+    /// a core until its deadline.
+    ///
+    /// ```
+    /// use molt_ipc_ring::wait::WaitConfig;
+    /// assert!(WaitConfig::DEFAULT_SPIN < WaitConfig::MAX_SPIN);
+    /// ```
+    pub const MAX_SPIN: Duration = Duration::from_millis(10);
     /// Default sleep slice: 5 ms, so a dead peer is noticed within a few milliseconds.
     ///
     /// ```
@@ -147,9 +156,9 @@ impl Consumer {
     /// Waits until a record is available, `deadline_ns` (absolute, `CLOCK_MONOTONIC`; use
     /// `u64::MAX` for none) passes, or `is_closed()` returns true.
     ///
-    /// Spins for `config.spin`, then sleeps on the futex in slices, calling `is_closed` before
-    /// each slice. Returns `Ready` at once if a record is already there, even past the
-    /// deadline.
+    /// Spins for `config.spin` (at most [`WaitConfig::MAX_SPIN`]), then sleeps on the futex
+    /// in slices, calling `is_closed` before each slice. Returns `Ready` at once if a record
+    /// is already there, even past the deadline.
     ///
     /// ```
     /// use std::time::Duration;
@@ -170,7 +179,7 @@ impl Consumer {
         if self.has_data()? {
             return Ok(WaitOutcome::Ready);
         }
-        if self.spin(deadline_ns, config.spin)? {
+        if self.spin(deadline_ns, config.spin.min(WaitConfig::MAX_SPIN))? {
             return Ok(WaitOutcome::Ready);
         }
         let outcome = self.sleep(deadline_ns, config.sleep_slice_ns, &mut is_closed);

@@ -193,3 +193,24 @@ fn a_wait_ends_at_its_deadline_or_when_closed() {
         WaitOutcome::Closed
     );
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "futex and clock syscalls are not supported by Miri")]
+fn a_spin_window_longer_than_the_maximum_is_cut_to_it() {
+    let (_producer, mut consumer) = ring::with_capacity(64).unwrap();
+    // Spinning never asks `is_closed`: only a wait that went to sleep can see the segment
+    // closed. With a whole-day window and no deadline, that takes the cap.
+    let config = WaitConfig {
+        spin: Duration::from_secs(86_400),
+        ..WaitConfig::default()
+    };
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        done.send(consumer.wait(u64::MAX, &config, || true).unwrap())
+            .unwrap();
+    });
+    assert_eq!(
+        outcome.recv_timeout(Duration::from_secs(10)), // hang guard only
+        Ok(WaitOutcome::Closed)
+    );
+}

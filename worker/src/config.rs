@@ -265,13 +265,16 @@ fn frame_limit(
     }
 }
 
-/// A spin window in whole microseconds; 0 sleeps at once, and more than 10 ms would burn a
-/// core for nothing on a small machine.
+/// A spin window in whole microseconds; 0 sleeps at once, and more than
+/// [`WaitConfig::MAX_SPIN`] would burn a core for nothing on a small machine.
 fn spin_window(value: &str) -> Result<Duration, UsageError> {
     match value.parse::<u64>() {
-        Ok(micros) if micros <= 10_000 => Ok(Duration::from_micros(micros)),
+        Ok(micros) if Duration::from_micros(micros) <= WaitConfig::MAX_SPIN => {
+            Ok(Duration::from_micros(micros))
+        }
         _ => Err(usage_error(format!(
-            "--spin-us takes microseconds between 0 and 10000, got {value:?}"
+            "--spin-us takes microseconds between 0 and {}, got {value:?}",
+            WaitConfig::MAX_SPIN.as_micros()
         ))),
     }
 }

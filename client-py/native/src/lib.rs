@@ -196,8 +196,9 @@ pub unsafe extern "C" fn molt_shm_send(handle: *mut MoltShm, frame: *const u8, l
 /// Takes the next frame from the response ring into `buf` (capacity `cap`), storing its
 /// length in `*out_len`. Waits until `deadline_ns` (absolute `CLOCK_MONOTONIC` nanoseconds,
 /// the clock of Python's `time.monotonic_ns()`; `UINT64_MAX` for none): spinning for up to
-/// `spin_ns`, then sleeping on the ring's futex in slices of a few milliseconds, checking in
-/// between whether the worker is gone (`MOLT_SHM_CLOSED`).
+/// `spin_ns` (at most 10 ms, `WaitConfig::MAX_SPIN`), then sleeping on the ring's futex in
+/// slices of a few milliseconds, checking in between whether the worker is gone
+/// (`MOLT_SHM_CLOSED`).
 ///
 /// # Safety
 /// `handle` must be a live handle; `buf` valid for writes of `cap` bytes; `out_len` valid
