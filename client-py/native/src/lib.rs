@@ -1,6 +1,7 @@
 //! C ABI over `molt-ipc-ring` for the Python client: connect to a worker's control socket,
 //! send a frame into the request ring, wait for a frame from the response ring with a
-//! deadline, close.
+//! deadline, close; and, in a forked child, forget a handle inherited from the parent without
+//! disturbing the parent's connection ([`molt_shm_forget`]).
 //!
 //! maturin builds this crate with `bindings = "cffi"`: it runs cbindgen on it to produce the
 //! C declarations, and `molt_accel._native` exposes them as cffi's `ffi` and `lib`. cffi
