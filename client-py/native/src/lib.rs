@@ -180,11 +180,14 @@ pub unsafe extern "C" fn molt_shm_send(handle: *mut MoltShm, frame: *const u8, l
         if shm.state.is_closed() {
             return MOLT_SHM_CLOSED;
         }
-        let mut requests = shm
+        let pushed = shm
             .requests
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match requests.push(bytes) {
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(bytes);
+        // The lock is released here: the liveness check below is a poll(2), and another
+        // thread's send need not wait for it.
+        match pushed {
             Ok(()) => MOLT_SHM_OK,
             Err(PushError::Full) if shm.worker_gone() => MOLT_SHM_CLOSED,
             Err(PushError::Full) => MOLT_SHM_FULL,
