@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Writes the seed inputs of every fuzz target into fuzz/corpus/<target>/seed-*.
+"""Writes the seed inputs (seed-*) and crash reproducers (crash-*) of every fuzz target into
+fuzz/corpus/<target>/.
 
 Seeds come from the specs, so the fuzzers start from inputs that reach deep: the hex vectors
 of docs/protocol.md (frame_decode), the shipped exports manifests (manifest_parse), the
 request payloads of the demo contract's golden cases (entry_list_items, entry_compute), and
-hand-written payloads and ring scripts for the rest. Rerun after those specs change; inputs
-the fuzzers found (not named seed-*) are left alone.
+hand-written payloads and ring scripts for the rest; crash-* are the reproducers of fixed
+crashes. Rerun after those specs change and after `cargo fuzz cmin` (which renames inputs
+by content); inputs the fuzzers found are left alone.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ def hostile_write(offset: int, data: bytes) -> bytes:
     return bytes([0]) + struct.pack("<HB", offset, len(data)) + data
 
 
+# Inputs that once crashed a target (docs/reliability.md, "Bugs found"), kept under fixed
+# names so that minimizing a corpus never drops them: 2,000 levels of msgpack nesting
+# overflowed a debug build's stack through the entries.
+ENTRY_REPRODUCERS = {
+    "crash-deep-msgpack-array": bytes([MSGPACK]) + b"\x91" * 2000 + b"\x01",
+    "crash-deep-msgpack-map": bytes([MSGPACK]) + b"\x81\xa1k" * 2000 + b"\x01",
+}
+
+
 def seeds() -> dict[str, dict[str, bytes]]:
     vectors = protocol_vectors()
     manifests = {p.stem: p.read_bytes() for p in REPO.glob("molt_exports*.json")}
@@ -63,14 +74,22 @@ def seeds() -> dict[str, dict[str, bytes]]:
             "seed-zero-concurrency": b'{"entries": {"compute": {"max_concurrency": 0}}}',
             "seed-unknown-option": b'{"entries": {"echo": {"timeout": 5}}}',
         },
-        "entry_list_items": {f"seed-golden-{i}": data for i, data in enumerate(golden_requests("list_items"))},
-        "entry_compute": {f"seed-golden-{i}": data for i, data in enumerate(golden_requests("compute"))},
+        "entry_list_items": {
+            **{f"seed-golden-{i}": data for i, data in enumerate(golden_requests("list_items"))},
+            **ENTRY_REPRODUCERS,
+        },
+        "entry_compute": {
+            **{f"seed-golden-{i}": data for i, data in enumerate(golden_requests("compute"))},
+            **ENTRY_REPRODUCERS,
+        },
         "entry_sleep": {
+            **ENTRY_REPRODUCERS,
             "seed-json": bytes([JSON]) + b'{"ms": 5}',
             "seed-msgpack": bytes([MSGPACK]) + b"\x81\xa2ms\x05",
             "seed-over-max": bytes([JSON]) + b'{"ms": 60001}',
         },
         "entry_spin": {
+            **ENTRY_REPRODUCERS,
             "seed-json": bytes([JSON]) + b'{"ms": 5}',
             "seed-msgpack": bytes([MSGPACK]) + b"\x81\xa2ms\x05",
             "seed-negative": bytes([JSON]) + b'{"ms": -1}',
