@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -12,7 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from molt_client_support import HANG_BOUND_S, MakeClient, in_forked_child, stop_process, wait_until, worker_cmd
+from molt_client_support import (
+    HANG_BOUND_S,
+    TEST_EXPORTS,
+    MakeClient,
+    in_forked_child,
+    stop_process,
+    wait_until,
+    worker_cmd,
+)
 from molt_accel import (
     Busy,
     CallMetrics,
@@ -417,6 +426,15 @@ def test_close_stops_and_reaps_the_worker_and_later_calls_fail(client: MoltClien
     assert not os.path.exists(f"/proc/{pid}")
     with pytest.raises(WorkerUnavailable, match="closed"):
         client.call("echo", 1)
+
+
+def test_a_client_dropped_without_close_stops_its_worker(transport: str) -> None:
+    client = MoltClient(transport=transport, worker_cmd=worker_cmd(), exports=str(TEST_EXPORTS))
+    assert client.call("echo", 1) == 1
+    pid = client.worker_pid
+    del client
+    gc.collect()
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), "the dropped client's worker is stopped and reaped")
 
 
 def test_context_managers_close_the_client(make_client: MakeClient) -> None:

@@ -20,7 +20,7 @@ from ._exceptions import MoltError, ProtocolError, Timeout, WorkerUnavailable, e
 from ._frame import DEFAULT_MAX_FRAME_BYTES, FLAG_IDEMPOTENT, MAX_ENTRY_LEN, Frame, Kind, Status, encode_call, encode_frame
 from ._hooks import CallMetrics, HookRunner, Hooks
 from ._metrics import ClientMetrics
-from ._transports import Transport, transport_class
+from ._transports import LateReplyHandler, Transport, transport_class
 
 __all__ = ["MoltClient"]
 
@@ -112,6 +112,9 @@ class MoltClient:
         # Guards starting, restarting and closing; never held while waiting for a reply.
         self._lock = threading.Lock()
         self._transport: Transport | None = None
+        # Closes the current transport (stops its worker) if the client is garbage-collected
+        # unclosed, or at interpreter exit; detached whenever the transport is let go.
+        self._transport_closer: weakref.finalize[[], MoltClient] | None = None
         self._started_once = False
         self._restart_times: deque[float] = deque()
         self._last_exit: str | None = None
@@ -131,7 +134,7 @@ class MoltClient:
         :class:`WorkerUnavailable`. Idempotent."""
         with self._lock:
             self._closed = True
-            transport, self._transport = self._transport, None
+            transport = self._let_go_of_transport()
         if transport is not None:
             transport.close()
         if self.metrics is not None:
@@ -177,14 +180,15 @@ class MoltClient:
             if transport is not None:
                 if transport.alive:
                     return transport
-                self._transport = None
+                self._let_go_of_transport()
                 transport.close()  # reaps the worker, so the reason carries its exit status
                 self._last_exit = transport.exit_reason
             if self._started_once:
                 self._use_restart_budget()
             self._started_once = True
+            # The transport's threads keep it alive; it must not keep the client alive in turn.
             transport = self._transport_class(
-                self.config, next_request_id=self._next_request_id, late_reply=self._on_late_reply
+                self.config, next_request_id=self._next_request_id, late_reply=_weak_late_reply(self)
             )
             try:
                 transport.start()
@@ -193,9 +197,19 @@ class MoltClient:
                 transport.close()
                 raise
             self._transport = transport
+            self._transport_closer = weakref.finalize(self, transport.close)
             return transport
         finally:
             self._lock.release()
+
+    def _let_go_of_transport(self) -> Transport | None:
+        """Takes the current transport away from the client (the caller closes or forgets
+        it); the client no longer closes it when collected."""
+        transport, self._transport = self._transport, None
+        closer, self._transport_closer = self._transport_closer, None
+        if closer is not None:
+            closer.detach()
+        return transport
 
     def _use_restart_budget(self) -> None:
         """Counts one restart, or raises WorkerUnavailable (saying why) if none is left."""
@@ -220,7 +234,7 @@ class MoltClient:
         # time belong to the parent. Start from scratch; the child spawns its own worker.
         self._lock = threading.Lock()
         self._hooks.forget_after_fork()
-        transport, self._transport = self._transport, None
+        transport = self._let_go_of_transport()
         if transport is not None:
             transport.forget_after_fork()
         self._started_once = False
@@ -418,6 +432,18 @@ class MoltClient:
                 round_trip_us=(time.perf_counter_ns() - sent_ns) // 1000,
             )
             self._hooks.after_recv(entry, reply.status.wire_name, metrics)
+
+
+def _weak_late_reply(client: MoltClient) -> LateReplyHandler:
+    """``client._on_late_reply`` without a strong reference to the client."""
+    method = weakref.WeakMethod(client._on_late_reply)
+
+    def late_reply(entry: str, reply: Frame, sent_ns: int) -> None:
+        handler = method()
+        if handler is not None:
+            handler(entry, reply, sent_ns)
+
+    return late_reply
 
 
 def _entry_bytes(entry: str) -> bytes:
