@@ -121,8 +121,11 @@ def test_an_unknown_entry_is_not_found(client: MoltClient) -> None:
 def test_the_worker_answers_timeout_at_the_deadline(make_client: MakeClient) -> None:
     recorder = Recorder()
     # One compute thread, kept busy: the sleep call waits in the worker's queue past its
-    # deadline, so its reply comes from the worker's deadline timer alone.
-    client = make_client(hooks=recorder.hooks, worker_args=("--compute-threads", "1"))
+    # deadline, so its reply comes from the worker's deadline timer alone. The client's grace
+    # is long, so that on a loaded machine the client never gives up before that reply.
+    client = make_client(
+        hooks=recorder.hooks, worker_args=("--compute-threads", "1"), deadline_grace_ms=int(HANG_BOUND_S * 1000)
+    )
     client.start()
 
     async def main() -> None:
