@@ -1,10 +1,10 @@
 """Errors a molt call can raise.
 
-Every error a caller sees is a :class:`MoltError`; its kind tells what happened::
+Every failure of a call is a :class:`MoltError`; its kind tells what happened::
 
     MoltError(.status, .request_id, .safe_message)
     ├── WorkerUnavailable   the worker is not running and could not be (re)started, or it
-    │                       died while the call was in flight (client-side; no wire status)
+    │   (.reached_worker)   died while the call was in flight (client-side; no wire status)
     ├── Busy                the worker's admission queue is full; nothing ran
     ├── Timeout             the deadline passed (in the worker, or on the client if the
     │                       worker did not answer in time)
@@ -13,6 +13,10 @@ Every error a caller sees is a :class:`MoltError`; its kind tells what happened:
     ├── Cancelled           the call was cancelled before it finished
     ├── InternalError       the entry failed through no fault of the caller
     └── ProtocolError       a frame was not understood (by either side)
+
+Catch :class:`MoltError`, or one kind of it. Arguments a call cannot
+take (an unknown codec, a non-positive ``timeout_ms``, an empty entry name) are caller bugs
+and raise ``ValueError`` instead.
 
 ``safe_message`` is always fit to show to an end user: the worker's messages are written that
 way, and the client's own never contain paths, commands or stack traces.
