@@ -26,13 +26,15 @@ HANG_GUARD_S = 10.0
 
 @pytest.fixture(scope="module")
 def echo_server_binary() -> Path:
+    # A debug build: `cargo test --workspace` (make test) has already built it, so this is a
+    # no-op there; a release build would compile every dependency again on a fresh machine.
     subprocess.run(
-        ["cargo", "build", "--release", "--quiet", "-p", "molt-ipc-ring", "--example", "echo_server"],
+        ["cargo", "build", "--quiet", "-p", "molt-ipc-ring", "--example", "echo_server"],
         cwd=REPO,
         check=True,
     )
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    return target / "release" / "examples" / "echo_server"
+    return target / "debug" / "examples" / "echo_server"
 
 
 @pytest.fixture
