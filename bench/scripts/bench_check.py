@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from report import comparison_rows
+from report import DISTURBED_OTHER_CPU_PCT, comparison_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASELINE_PATH = REPO_ROOT / "bench" / "baseline.json"
@@ -125,6 +125,10 @@ def main() -> int:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    others = [run["other_cpu_pct"] for run in result["runs"] if run.get("other_cpu_pct") is not None]
+    if others and sum(others) / len(others) > DISTURBED_OTHER_CPU_PCT:
+        print(f"bench-check: note: other processes used {sum(others) / len(others):.0f} % of a core on "
+              "average during this run; its ratios are disturbed, run again on a quiet machine")
     if problems:
         print("bench-check: regression beyond tolerance:")
         for problem in problems:
