@@ -7,7 +7,7 @@
 # fuzz/corpus/<target>/ once fixed, so `make test` replays it from then on.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-cargo_fuzz="$("$repo/fuzz/scripts/ensure_cargo_fuzz.sh")"
+cargo_fuzz="$("$repo/scripts/ensure_tool.sh" cargo-fuzz 0.13.1)"
 seconds="${FUZZ_SECONDS:-60}"
 cd "$repo/fuzz"
 targets="${*:-$(RUSTUP_TOOLCHAIN=nightly "$cargo_fuzz" list)}"

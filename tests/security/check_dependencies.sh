@@ -4,6 +4,6 @@
 # local registry cache. Advisories are not checked (see deny.toml).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-cargo_deny="$("$repo/tests/security/ensure_cargo_deny.sh")"
+cargo_deny="$("$repo/scripts/ensure_tool.sh" cargo-deny 0.20.2)"
 cd "$repo"
 "$cargo_deny" --offline check bans licenses sources
