@@ -14,45 +14,10 @@ import argparse
 import json
 import os
 import platform
-import struct
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from stdio_echo_rtt import HEADER, OK, REPLY, call_frame, percentile, read_exactly
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-class EchoWorker:
-    def __init__(self, worker: str, exports: str, extra: list[str]) -> None:
-        self.proc = subprocess.Popen([worker, "--stdio", "--exports", exports, *extra],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-                                     env={**os.environ, "RUST_LOG": "warn"})
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.out_fd, self.in_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
-        self.next_id = 1
-
-    def round_trip(self, payload: bytes) -> int:
-        """One echo call; returns its round trip in ns."""
-        request_id, self.next_id = self.next_id, self.next_id + 1
-        frame = call_frame(request_id, payload)
-        start = time.perf_counter_ns()
-        os.write(self.out_fd, frame)
-        (length,) = struct.unpack("<I", read_exactly(self.in_fd, 4))
-        reply = read_exactly(self.in_fd, length)
-        elapsed = time.perf_counter_ns() - start
-        _, _, kind, _, status, _, _, _, reply_id, *_ = HEADER.unpack_from(reply)
-        if (kind, status, reply_id) != (REPLY, OK, request_id) or reply[HEADER.size:] != payload:
-            raise SystemExit(f"unexpected reply to call {request_id}: kind {kind} status {status}")
-        return elapsed
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
+from _stdio_bench import EchoWorker, add_worker_args, percentile
 
 
 def summary(samples_ns: list[int]) -> dict[str, float]:
@@ -69,8 +34,7 @@ def summary(samples_ns: list[int]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", default=str(REPO / "target" / "release" / "molt_worker"))
-    parser.add_argument("--exports", default=str(REPO / "molt_exports.json"))
+    add_worker_args(parser)
     parser.add_argument("--calls", type=int, default=50_000, help="calls per side")
     parser.add_argument("--warmup", type=int, default=2_000, help="calls per side, not kept")
     parser.add_argument("--block", type=int, default=500, help="calls per side before switching")
@@ -85,8 +49,9 @@ def main() -> None:
     samples: dict[str, list[int]] = {name: [] for name in flags}
     # Two rounds with the workers started in opposite orders: on a busy machine the process
     # started first is often the faster one (A/A runs show it), whatever its flags.
+    quiet = {**os.environ, "RUST_LOG": "warn"}
     for started_first in (("metrics_on", "metrics_off"), ("metrics_off", "metrics_on")):
-        workers = {name: EchoWorker(args.worker, args.exports, flags[name]) for name in started_first}
+        workers = {name: EchoWorker(args.worker, args.exports, flags[name], env=quiet) for name in started_first}
         try:
             order = list(started_first)
             for keep, total in ((False, args.warmup), (True, args.calls // 2)):

@@ -12,43 +12,15 @@ import argparse
 import json
 import os
 import platform
-import struct
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-HEADER = struct.Struct("<4sBBBBIHHQQIIII")
-CALL, REPLY, OK, RAW = 1, 2, 0, 0
-
-
-def call_frame(request_id: int, payload: bytes) -> bytes:
-    entry = b"echo"
-    frame = HEADER.pack(b"MOLT", 1, CALL, RAW, 0, 0, len(entry), 0, request_id, 0, 0, 0, 0,
-                        len(payload)) + entry + payload
-    return struct.pack("<I", len(frame)) + frame
-
-
-def read_exactly(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            raise SystemExit("molt_worker closed stdout")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def percentile(sorted_values: list[int], q: float) -> int:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+from _stdio_bench import EchoWorker, add_worker_args, percentile
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", default=str(REPO / "target" / "release" / "molt_worker"))
-    parser.add_argument("--exports", default=str(REPO / "molt_exports.json"))
+    add_worker_args(parser)
     parser.add_argument("--calls", type=int, default=50_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--payload-bytes", type=int, default=64)
@@ -56,27 +28,15 @@ def main() -> None:
     args = parser.parse_args()
 
     payload = bytes(i % 251 for i in range(args.payload_bytes))
-    proc = subprocess.Popen([args.worker, "--stdio", "--exports", args.exports],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-    assert proc.stdin is not None and proc.stdout is not None
-    out_fd, in_fd = proc.stdin.fileno(), proc.stdout.fileno()
+    worker = EchoWorker(args.worker, args.exports, [])
     samples_ns: list[int] = []
     try:
         for i in range(args.warmup + args.calls):
-            frame = call_frame(i + 1, payload)
-            start = time.perf_counter_ns()
-            os.write(out_fd, frame)
-            (length,) = struct.unpack("<I", read_exactly(in_fd, 4))
-            reply = read_exactly(in_fd, length)
-            elapsed = time.perf_counter_ns() - start
-            _, _, kind, _, status, _, _, _, request_id, *_ = HEADER.unpack_from(reply)
-            if (kind, status, request_id) != (REPLY, OK, i + 1) or reply[HEADER.size:] != payload:
-                raise SystemExit(f"unexpected reply to call {i + 1}: kind {kind} status {status}")
+            elapsed = worker.round_trip(payload)
             if i >= args.warmup:
                 samples_ns.append(elapsed)
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
+        worker.close()
 
     samples_ns.sort()
     us = lambda ns: round(ns / 1000, 1)  # noqa: E731

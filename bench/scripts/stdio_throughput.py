@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -20,32 +19,12 @@ from pathlib import Path
 
 import msgpack
 
-REPO = Path(__file__).resolve().parents[2]
-HEADER = struct.Struct("<4sBBBBIHHQQIIII")
-CALL, REPLY, OK, MSGPACK = 1, 2, 0, 1
-
-
-def call_frame(request_id: int, entry: bytes, payload: bytes) -> bytes:
-    frame = HEADER.pack(b"MOLT", 1, CALL, MSGPACK, 0, 0, len(entry), 0, request_id, 0, 0, 0, 0,
-                        len(payload)) + entry + payload
-    return struct.pack("<I", len(frame)) + frame
-
-
-def read_exactly(stream, n: int) -> bytes:
-    data = stream.read(n)
-    if len(data) != n:
-        raise SystemExit("molt_worker closed stdout")
-    return data
-
-
-def percentile(sorted_values: list[int], q: float) -> int:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+from _stdio_bench import HEADER, MSGPACK, OK, REPLY, add_worker_args, call_frame, percentile, read_reply
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", default=str(REPO / "target" / "release" / "molt_worker"))
-    parser.add_argument("--exports", default=str(REPO / "molt_exports.json"))
+    add_worker_args(parser)
     parser.add_argument("--entry", default="list_items")
     parser.add_argument("--payload", default='{"user_id": 7, "rows": 2000}',
                         help="call payload as JSON; sent as MsgPack")
@@ -69,11 +48,10 @@ def main() -> None:
     try:
         while sent < min(args.window, args.calls):
             sent += 1
-            proc.stdin.write(call_frame(sent, entry, payload))
+            proc.stdin.write(call_frame(sent, entry, payload, MSGPACK))
         proc.stdin.flush()
         for _ in range(args.calls):
-            (length,) = struct.unpack("<I", read_exactly(proc.stdout, 4))
-            reply = read_exactly(proc.stdout, length)
+            reply = read_reply(proc.stdout)
             fields = HEADER.unpack_from(reply)
             kind, status, q_us, e_us = fields[2], fields[4], fields[10], fields[11]
             if (kind, status) != (REPLY, OK):
@@ -83,7 +61,7 @@ def main() -> None:
             queue_us.append(q_us)
             if sent < args.calls:
                 sent += 1
-                proc.stdin.write(call_frame(sent, entry, payload))
+                proc.stdin.write(call_frame(sent, entry, payload, MSGPACK))
                 proc.stdin.flush()
         elapsed = time.perf_counter() - start
     finally:
