@@ -12,7 +12,7 @@ import struct
 import subprocess
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = struct.Struct("<4sBBBBIHHQQIIII")
@@ -33,7 +33,7 @@ def call_frame(request_id: int, entry: bytes, payload: bytes, codec: int) -> byt
     return struct.pack("<I", len(frame)) + frame
 
 
-def read_exactly(stream: BinaryIO, n: int) -> bytes:
+def read_exactly(stream: IO[bytes], n: int) -> bytes:
     """``n`` bytes from ``stream``; an unbuffered stream may return fewer per read."""
     chunks = []
     while n:
@@ -45,7 +45,7 @@ def read_exactly(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_reply(stream: BinaryIO) -> bytes:
+def read_reply(stream: IO[bytes]) -> bytes:
     """One reply frame, without its length prefix."""
     (length,) = struct.unpack("<I", read_exactly(stream, 4))
     return read_exactly(stream, length)
