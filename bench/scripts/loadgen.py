@@ -21,9 +21,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_OHA = REPO_ROOT / ".tools" / "bin" / "oha"
@@ -56,41 +56,29 @@ class LoadResult:
         return self.errors / self.requests if self.requests else 0.0
 
 
-class LoadTool(Protocol):
-    """One way to drive load at the demo."""
+@dataclass(frozen=True)
+class LoadStep:
+    """What one load step asks of the tool."""
+
+    endpoint: str
+    url_file: Path
+    concurrency: int
+    duration_s: float
+    rate: float | None
+    """Requests per second (open loop); None for a closed loop."""
+    timeout_s: float | None
+
+
+class LoadTool(ABC):
+    """One way to drive load at the demo: a load tool's executable and how to run one step."""
 
     name: str
-    version: str
-
-    def run(
-        self,
-        *,
-        endpoint: str,
-        url_file: Path,
-        concurrency: int,
-        duration_s: float,
-        rate: float | None = None,
-        timeout_s: float | None = None,
-    ) -> LoadResult: ...
-
-
-def _tool_version(argv: list[str]) -> str:
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    return (completed.stdout or completed.stderr).strip().splitlines()[0] if completed.returncode == 0 else "unknown"
-
-
-def _none_if_nan(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else value
-
-
-class Oha:
-    """oha with JSON output, no TUI, loopback URLs read from a file."""
-
-    name = "oha"
+    version_args: tuple[str, ...]
+    """Arguments that make the executable print its version."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.version = _tool_version([str(path), "--version"])
+        self.version = _tool_version([str(path), *self.version_args])
 
     def run(
         self,
@@ -102,26 +90,52 @@ class Oha:
         rate: float | None = None,
         timeout_s: float | None = None,
     ) -> LoadResult:
+        return self._run(LoadStep(endpoint, url_file, concurrency, duration_s, rate, timeout_s))
+
+    @abstractmethod
+    def _run(self, step: LoadStep) -> LoadResult: ...
+
+    def _invoke(self, argv: list[str], step: LoadStep, env: dict[str, str] | None = None) -> str:
+        """Runs the tool to the end of the step (plus a margin) and returns its stdout."""
+        completed = subprocess.run(
+            [str(self.path), *argv], capture_output=True, text=True, env=env, timeout=step.duration_s + 120, check=False
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"{self.name} failed ({completed.returncode}): {completed.stderr.strip()[:500]}")
+        return completed.stdout
+
+
+def _tool_version(argv: list[str]) -> str:
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    return (completed.stdout or completed.stderr).strip().splitlines()[0] if completed.returncode == 0 else "unknown"
+
+
+def _none_if_nan(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+class Oha(LoadTool):
+    """oha with JSON output, no TUI, loopback URLs read from a file."""
+
+    name = "oha"
+    version_args = ("--version",)
+
+    def _run(self, step: LoadStep) -> LoadResult:
         argv = [
-            str(self.path),
             "--no-tui",
             "--output-format", "json",
             "--urls-from-file",
-            "-c", str(concurrency),
-            "-z", f"{duration_s}s",
+            "-c", str(step.concurrency),
+            "-z", f"{step.duration_s}s",
             # Requests still in flight at the end are waited for, not counted as errors.
             "-w",
         ]
-        if rate is not None:
-            argv += ["-q", str(rate), "--latency-correction"]
-        if timeout_s is not None:
-            argv += ["-t", f"{timeout_s}s"]
-        argv.append(str(url_file))
-        completed = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 120, check=False)
-        if completed.returncode != 0:
-            raise RuntimeError(f"oha failed ({completed.returncode}): {completed.stderr.strip()[:500]}")
-        report = json.loads(completed.stdout)
-        return self.parse(report)
+        if step.rate is not None:
+            argv += ["-q", str(step.rate), "--latency-correction"]
+        if step.timeout_s is not None:
+            argv += ["-t", f"{step.timeout_s}s"]
+        argv.append(str(step.url_file))
+        return self.parse(json.loads(self._invoke(argv, step)))
 
     @staticmethod
     def parse(report: dict[str, object]) -> LoadResult:
@@ -150,49 +164,34 @@ class Oha:
         )
 
 
-class K6:
+class K6(LoadTool):
     """k6 with the scripts in bench/k6/, one per endpoint, reading the same URL file."""
 
     name = "k6"
+    version_args = ("version",)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.version = _tool_version([str(path), "version"])
-
-    def run(
-        self,
-        *,
-        endpoint: str,
-        url_file: Path,
-        concurrency: int,
-        duration_s: float,
-        rate: float | None = None,
-        timeout_s: float | None = None,
-    ) -> LoadResult:
-        script = K6_SCRIPTS / f"{endpoint.strip('/').replace('/', '_')}.js"
+    def _run(self, step: LoadStep) -> LoadResult:
+        script = K6_SCRIPTS / f"{step.endpoint.strip('/').replace('/', '_')}.js"
         with tempfile.TemporaryDirectory(prefix="molt-k6-") as scratch:
             summary_path = Path(scratch) / "summary.json"
             env = dict(os.environ)
             env.update(
                 {
-                    "URLS_FILE": str(url_file),
-                    "VUS": str(concurrency),
-                    "DURATION": f"{duration_s}s",
+                    "URLS_FILE": str(step.url_file),
+                    "VUS": str(step.concurrency),
+                    "DURATION": f"{step.duration_s}s",
                     "SUMMARY_PATH": str(summary_path),
                     "K6_NO_USAGE_REPORT": "true",
                 }
             )
-            if rate is not None:
-                env["RATE"] = str(rate)
-            if timeout_s is not None:
-                env["TIMEOUT"] = f"{timeout_s}s"
-            completed = subprocess.run(
-                [str(self.path), "run", "--quiet", "--no-color", str(script)],
-                capture_output=True, text=True, env=env, timeout=duration_s + 120, check=False,
-            )
-            # k6 exits 99 when a threshold fails; the scripts set none, so anything else is real.
-            if completed.returncode != 0 or not summary_path.exists():
-                raise RuntimeError(f"k6 failed ({completed.returncode}): {completed.stderr.strip()[:500]}")
+            if step.rate is not None:
+                env["RATE"] = str(step.rate)
+            if step.timeout_s is not None:
+                env["TIMEOUT"] = f"{step.timeout_s}s"
+            # k6 exits 99 when a threshold fails; the scripts set none, so any failure is real.
+            self._invoke(["run", "--quiet", "--no-color", str(script)], step, env)
+            if not summary_path.exists():
+                raise RuntimeError("k6 exited 0 but wrote no summary")
             return self.parse(json.loads(summary_path.read_text()))
 
     @staticmethod
