@@ -219,7 +219,7 @@ class K6(LoadTool):
 
 
 def find_load_tool(prefer: str | None = None) -> LoadTool:
-    """k6 when it is on PATH (or asked for), else the project's oha (`bench/scripts/ensure_oha.sh`)."""
+    """k6 when it is on PATH (or asked for), else the project's oha (`make oha`)."""
     k6_path = shutil.which("k6")
     if prefer in (None, "k6") and k6_path is not None:
         return K6(Path(k6_path))
@@ -227,5 +227,5 @@ def find_load_tool(prefer: str | None = None) -> LoadTool:
         raise RuntimeError("k6 is not on PATH")
     oha_path = PROJECT_OHA if PROJECT_OHA.exists() else shutil.which("oha")
     if oha_path is None:
-        raise RuntimeError("oha is missing: run bench/scripts/ensure_oha.sh (make demo does)")
+        raise RuntimeError("oha is missing: run make oha (make demo does)")
     return Oha(Path(oha_path))
