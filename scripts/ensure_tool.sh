@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: scripts/ensure_tool.sh CRATE VERSION [cargo install options...]
 #
-# Installs the binary of crates.io crate CRATE at VERSION into <repo>/.tools/bin unless that
+# Installs the binary of registry crate CRATE at VERSION into <repo>/.tools/bin unless that
 # version is there already, and prints the binary's path. Built from source with the
 # project's Rust toolchain (`cargo install --locked`: the dependency versions the crate pins);
 # nothing is installed system-wide. The benchmark's load generator (oha), cargo-fuzz and
