@@ -465,9 +465,15 @@ impl Connection {
             in_flight.insert(frame.request_id, Arc::clone(&call));
         }
         if let Err(call) = dispatcher.queue.try_push(Arc::clone(&call)) {
-            lock(&state.in_flight).remove(&call.request_id);
             enabled.release();
-            return reject(Status::Busy, "busy: the admission queue is full");
+            // Through `finish`, not a direct reply: the call is in the table, so a shutdown on
+            // the liveness thread may have answered it Cancelled already; one reply only.
+            call.finish(
+                Status::Busy,
+                Codec::Raw,
+                b"busy: the admission queue is full",
+            );
+            return;
         }
         if let Some(deadline) = deadline {
             let timed = Arc::clone(&call);
