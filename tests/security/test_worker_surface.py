@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,8 +256,6 @@ def test_a_peer_of_another_user_gets_no_segment_even_through_an_open_directory(s
     # Open the way on purpose (as an operator's mistake would), so only the uid check is left.
     socket_worker.parent.chmod(0o755)
     socket_worker.chmod(0o777)
-    started = time.monotonic()
     outcome = run_as_nobody(str(socket_worker))
     # It reached the socket (so only the worker's uid check stood in its way) and got nothing.
     assert outcome.startswith(("no-segment", "recv-failed")), outcome
-    assert time.monotonic() - started < HANG_BOUND_S
