@@ -137,7 +137,6 @@ def test_ten_times_capacity_gets_busy_at_once_and_every_call_one_reply(
     busy_s = [t for outcome, t in outcomes if outcome == "Busy"]
     ok_s = [t for outcome, t in outcomes if outcome == "ok"]
     assert max(busy_s) < BUSY_HANG_BOUND_S
-    assert max(ok_s) < CALL_TIMEOUT_MS / 1000
     rss_max_kb = max(sampler.samples_kb, default=rss_before_kb)
     assert rss_max_kb - rss_before_kb < RSS_GROWTH_BOUND_KB
     record_figures(
