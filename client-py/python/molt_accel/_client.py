@@ -414,11 +414,13 @@ class MoltClient:
         return value
 
     def _on_late_reply(self, entry: str, reply: Frame, sent_ns: int) -> None:
+        # One reading, so the histogram and the hooks report the same round trip.
+        round_trip_ns = time.perf_counter_ns() - sent_ns
         if self.metrics is not None:
             self.metrics.record(
                 entry,
                 reply.status.wire_name,
-                round_trip_ns=time.perf_counter_ns() - sent_ns,
+                round_trip_ns=round_trip_ns,
                 encode_ns=None,
                 decode_ns=None,
             )
@@ -429,7 +431,7 @@ class MoltClient:
                 queue_depth=reply.queue_depth,
                 encode_us=0,
                 decode_us=0,
-                round_trip_us=(time.perf_counter_ns() - sent_ns) // 1000,
+                round_trip_us=round_trip_ns // 1000,
             )
             self._hooks.after_recv(entry, reply.status.wire_name, metrics)
 
