@@ -509,7 +509,7 @@ pub fn declared_len(buf: &[u8]) -> Result<u64, DecodeError> {
     if buf[4] != VERSION {
         return Err(DecodeError::BadVersion(buf[4]));
     }
-    // u64 arithmetic: two u32-sized lengths plus 48 cannot overflow it.
+    // u64 arithmetic: a u16 and a u32 length plus 48 cannot overflow it.
     let entry_len = u64::from(u16_at(buf, ENTRY_LEN_OFFSET));
     Ok(HEADER_LEN as u64 + entry_len + u64::from(u32_at(buf, PAYLOAD_LEN_OFFSET)))
 }

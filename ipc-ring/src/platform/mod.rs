@@ -1,9 +1,10 @@
-//! Linux system calls, and nearly all of the crate's `unsafe`: memfd segments with seals,
+//! Linux system calls, every one the crate makes: memfd segments with seals,
 //! futex wait/wake on shared words, file-descriptor passing over unix sockets, peer
 //! credentials, and the monotonic clock.
 //!
-//! Everything above this module (rings, segments, the wait handshake) is ordinary Rust over
-//! atomics, so it can run under loom and Miri; only this module talks to the kernel.
+//! Everything above this module (rings, segments, the wait handshake) talks to no kernel, so
+//! it can run under loom and Miri; its remaining `unsafe` is raw access to the shared mapping
+//! (`sync`, `segment`, `ring`), each block with its own SAFETY argument.
 //!
 //! Why `nix` and `libc` both: `nix` wraps memfd, seals, `sendmsg`/`recvmsg` with
 //! `SCM_RIGHTS`, `SO_PEERCRED` and `poll` safely, which removes hand-written control-message
