@@ -177,7 +177,9 @@ def test_kill_9_fails_waiting_asyncio_calls_at_once(clients) -> None:
 
     async def main() -> list[BaseException | object]:
         calls = [asyncio.create_task(client.acall("sleep", {"ms": 5000}, timeout_ms=10_000)) for _ in range(8)]
+        give_up = time.monotonic() + HANG_BOUND_S
         while client.in_flight < 8:
+            assert time.monotonic() < give_up, "the calls were not sent"
             await asyncio.sleep(0.001)
         os.kill(client.worker_pid, signal.SIGKILL)  # type: ignore[arg-type]
         return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), HANG_BOUND_S)
