@@ -67,7 +67,9 @@ def test_a_forked_child_starts_with_empty_histograms(make_client: MakeClient) ->
     def child_side() -> bool:
         assert client.metrics is not None
         empty = client.metrics.counts() == {}
-        client.call("echo", "child")
+        # This call starts the child's own worker, and a start counts against the call's
+        # deadline: give it room on a loaded machine.
+        client.call("echo", "child", timeout_ms=10_000)
         counted = client.metrics.counts()["echo"]["round_trip"] == 1
         client.close()
         return empty and counted
