@@ -9,6 +9,7 @@
 //! - [`wait`]: bounded spinning, then futex sleep, for a consumer waiting on a ring.
 //! - [`segment`]: a sealed memfd holding a header and two rings (requests, responses).
 //! - [`handshake`]: how the worker hands a segment to a client over a unix socket.
+//! - [`lock`]: the poison-free mutex and condition variable every molt crate uses.
 //! - [`platform`]: the Linux system calls underneath (memfd, futex, `SCM_RIGHTS`, peer
 //!   credentials, monotonic clock), and most of the crate's `unsafe`.
 //!
@@ -30,6 +31,7 @@
 pub mod frame;
 #[cfg(not(loom))]
 pub mod handshake;
+pub mod lock;
 pub mod platform;
 pub mod ring;
 #[cfg(not(loom))]

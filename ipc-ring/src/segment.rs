@@ -383,6 +383,21 @@ impl SegmentState {
         }
     }
 
+    /// Wakes the request ring's consumer (the worker's connection thread) if it sleeps, so
+    /// that it runs its `is_closed` check again: how the worker's other threads hand that
+    /// thread work (replies to flush) without closing the segment.
+    ///
+    /// ```
+    /// use molt_ipc_ring::segment::{SegmentConfig, WorkerSide};
+    /// let (worker, _file) = WorkerSide::create(&SegmentConfig::default()).unwrap();
+    /// worker.state.wake_request_consumer(); // nobody sleeps: nothing happens
+    /// assert!(!worker.state.is_closed());
+    /// ```
+    pub fn wake_request_consumer(&self) {
+        // SAFETY: a validated control block in the live mapping, only used via atomics.
+        unsafe { self.mapping.control(self.mapping.layout.request).as_ref() }.notify_consumer();
+    }
+
     /// Whether either side closed the segment (any value but ready counts as closed: the
     /// word is writable by the peer).
     ///

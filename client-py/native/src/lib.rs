@@ -29,10 +29,10 @@ use std::ffi::{c_char, CStr};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
 use molt_ipc_ring::handshake::{self, HandshakeError};
+use molt_ipc_ring::lock::Mutex;
 use molt_ipc_ring::platform::peer::peer_hung_up;
 use molt_ipc_ring::ring::{Consumer, PopError, Producer, PushError};
 use molt_ipc_ring::segment::SegmentState;
@@ -180,11 +180,7 @@ pub unsafe extern "C" fn molt_shm_send(handle: *mut MoltShm, frame: *const u8, l
         if shm.state.is_closed() {
             return MOLT_SHM_CLOSED;
         }
-        let pushed = shm
-            .requests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(bytes);
+        let pushed = shm.requests.lock().push(bytes);
         // The lock is released here: the liveness check below is a poll(2), and another
         // thread's send need not wait for it.
         match pushed {
@@ -234,10 +230,8 @@ pub unsafe extern "C" fn molt_shm_recv(
     // anything Rust holds.
     let buf = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
     guarded(|| {
-        let mut responses = match shm.responses.try_lock() {
-            Ok(responses) => responses,
-            Err(TryLockError::WouldBlock) => return MOLT_SHM_IN_USE,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        let Some(mut responses) = shm.responses.try_lock() else {
+            return MOLT_SHM_IN_USE;
         };
         let config = WaitConfig {
             spin: Duration::from_nanos(spin_ns),
