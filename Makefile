@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CARGO ?= cargo
-export MOLT_WORKER_BIN ?= $(CURDIR)/target/debug/molt_worker
+export MOLT_WORKER_BIN ?= $(CURDIR)/target/debug/molt_worker_test
 PORT ?= 8000
 
 .PHONY: all setup build build-release test test-rust test-loom test-python test-reliability demo serve bench-check bench-ipc oha fuzz chaos soak deny clean
@@ -32,7 +32,7 @@ build:
 	$(CARGO) build --workspace --bins
 
 build-release:
-	$(CARGO) build --release -p molt-worker
+	$(CARGO) build --release -p molt-demo-worker --bin molt_worker
 
 test: setup build test-rust test-loom test-python test-reliability
 
@@ -102,7 +102,7 @@ serve: setup build-release
 bench-ipc: setup build-release
 	$(PY) bench/ipc/py_roundtrip.py
 	$(CARGO) bench -p molt-ipc-ring --bench ring
-	$(CARGO) bench -p molt-worker --bench shm_echo
+	$(CARGO) bench -p molt-demo-worker --bench shm_echo
 
 # Short run compared with bench/baseline.json; not in CI (noisy machines).
 bench-check: setup build-release oha

@@ -21,7 +21,7 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def worker_bin() -> str:
     if not WORKER_BIN.is_file():
-        pytest.fail(f"molt_worker not built at {WORKER_BIN}: run `cargo build -p molt-worker` or set MOLT_WORKER_BIN")
+        pytest.fail(f"molt_worker not built at {WORKER_BIN}: run `make build` or set MOLT_WORKER_BIN")
     return str(WORKER_BIN)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN") or REPO / "target" / "debug" / "molt_worker")
+WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN") or REPO / "target" / "debug" / "molt_worker_test")
 TEST_EXPORTS = REPO / "molt_exports.test.json"
 FIGURES_ENV = "MOLT_RELIABILITY_FIGURES"
 

@@ -14,7 +14,7 @@ import pytest
 from molt_accel import MoltClient
 
 REPO = Path(__file__).resolve().parents[2]
-WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN") or REPO / "target" / "debug" / "molt_worker")
+WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN") or REPO / "target" / "debug" / "molt_worker_test")
 TEST_EXPORTS = REPO / "molt_exports.test.json"
 # Bounds that only detect hangs; none of them is a performance assertion.
 HANG_BOUND_S = 10.0
@@ -24,7 +24,7 @@ MakeClient = Callable[..., MoltClient]
 
 def worker_cmd(*extra: str) -> list[str]:
     if not WORKER_BIN.is_file():
-        pytest.fail(f"molt_worker not built at {WORKER_BIN}: run `cargo build -p molt-worker` or set MOLT_WORKER_BIN")
+        pytest.fail(f"molt_worker not built at {WORKER_BIN}: run `make build` or set MOLT_WORKER_BIN")
     return [str(WORKER_BIN), *extra]
 
 

@@ -32,7 +32,7 @@ def protocol_vectors() -> dict[str, bytes]:
 
 
 def golden_requests(entry: str) -> list[bytes]:
-    cases = json.loads((REPO / "worker" / "tests" / "fixtures" / "contract_golden.json").read_text())["cases"]
+    cases = json.loads((REPO / "demo" / "worker_app" / "tests" / "fixtures" / "contract_golden.json").read_text())["cases"]
     out = []
     for case in cases:
         if case["entry"] != entry:

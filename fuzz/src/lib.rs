@@ -14,18 +14,19 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use memmap2::MmapMut;
 use molt_ipc_ring::frame::{self, Codec, DEFAULT_MAX_FRAME_BYTES, HEADER_LEN};
+use molt_ipc_ring::lock::{Condvar, Mutex};
 use molt_ipc_ring::platform::clock::monotonic_now_ns;
 use molt_ipc_ring::ring::PopError;
 use molt_ipc_ring::segment::{ClientSide, SegmentConfig, WorkerSide};
 use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
-use molt_worker::cancel::CancelToken;
-use molt_worker::entries::{registry, CallContext, Entry, EntryError};
-use molt_worker::manifest::Manifest;
+use molt_demo_worker::DemoState;
+use molt_worker::testing::TestClient;
+use molt_worker::{CancelToken, EntryError, Payload};
 
 /// A target's body: returns for any input, panics when a property breaks.
 pub type TargetBody = fn(&[u8]);
@@ -95,17 +96,11 @@ pub fn manifest_parse(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let known: Vec<&'static str> = registry().iter().map(|entry| entry.name()).collect();
-    match Manifest::parse(text, &known) {
-        Ok(manifest) => {
-            for (name, options) in &manifest.entries {
-                assert!(
-                    known.contains(&name.as_str()),
-                    "unknown entry {name:?} accepted"
-                );
-                assert_ne!(options.max_concurrency, Some(0));
-                let _ = options.default_timeout();
-            }
+    // Through the public API, as a worker binary starts: parse, check the names against the
+    // registered entries, read the settings the app asks for (none: any section is refused).
+    match molt_demo_worker::test_app().exports(text.to_owned()).test_client() {
+        Ok(client) => {
+            let _ = client.state();
         }
         Err(err) => assert!(!err.to_string().is_empty()),
     }
@@ -132,40 +127,40 @@ pub fn entry_call(entry: &str, data: &[u8]) {
         return;
     };
     let codec = Codec::from_u8(codec_byte % 4).expect("0..4 are all codecs");
-    let entry = find_entry(entry);
-    let waits_only = matches!(entry.name(), "sleep" | "spin");
+    let waits_only = matches!(entry, "sleep" | "spin");
     let (result, fired) = with_budget(waits_only, |cancel| {
-        entry.call(&CallContext {
-            codec,
-            payload,
-            cancel,
-        })
+        client().call_with_token(entry, Payload::new(codec, payload.to_vec()), cancel.clone())
     });
     match result {
-        Ok(bytes) => match codec {
-            Codec::MsgPack => {
-                rmp_serde::from_slice::<serde::de::IgnoredAny>(&bytes)
-                    .expect("Ok result is msgpack");
+        Ok(reply) => {
+            assert_eq!(reply.codec_for(codec), codec, "{entry} answered in another codec");
+            match codec {
+                Codec::MsgPack => {
+                    rmp_serde::from_slice::<serde::de::IgnoredAny>(reply.bytes())
+                        .expect("Ok result is msgpack");
+                }
+                Codec::Json => {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(reply.bytes())
+                        .expect("Ok result is JSON");
+                }
+                Codec::Raw | Codec::ArrowIpc => {
+                    panic!("{entry} answered Ok to a {codec:?} payload")
+                }
             }
-            Codec::Json => {
-                serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).expect("Ok result is JSON");
-            }
-            Codec::Raw | Codec::ArrowIpc => {
-                panic!("{} answered Ok to a {codec:?} payload", entry.name())
-            }
-        },
-        Err(EntryError::Cancelled) => assert!(fired, "Cancelled without the token firing"),
-        Err(EntryError::InvalidInput(message) | EntryError::Internal(message)) => {
-            assert_safe_message(&message, data);
         }
+        Err(EntryError::Cancelled) => assert!(fired, "Cancelled without the token firing"),
+        Err(err) => assert_safe_message(err.message(), data),
     }
 }
 
-fn find_entry(name: &str) -> Box<dyn Entry> {
-    registry()
-        .into_iter()
-        .find(|entry| entry.name() == name)
-        .unwrap_or_else(|| panic!("no entry {name}"))
+/// The demo's test app, built once: the entries exactly as the worker binary runs them.
+fn client() -> &'static TestClient<DemoState> {
+    static CLIENT: OnceLock<TestClient<DemoState>> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        molt_demo_worker::test_app()
+            .test_client()
+            .expect("the demo app builds")
+    })
 }
 
 /// What an error message shown to a client must not contain: a source location, a path into
@@ -245,10 +240,7 @@ impl Watchdog {
     }
 
     fn watch(&self, token: &CancelToken) -> u64 {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock();
         state.generation += 1;
         state.running = Some(token.clone());
         self.changed.notify_one();
@@ -256,10 +248,7 @@ impl Watchdog {
     }
 
     fn unwatch(&self, generation: u64) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock();
         if state.generation == generation {
             state.running = None;
         }
@@ -267,29 +256,25 @@ impl Watchdog {
     }
 
     fn run(&self) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock();
         loop {
             while state.running.is_none() {
-                state = self
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state = self.changed.wait(state);
             }
             let generation = state.generation;
-            let (next, timeout) = self
-                .changed
-                .wait_timeout_while(state, ENTRY_BUDGET, |s| {
-                    s.generation == generation && s.running.is_some()
-                })
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            state = next;
-            if timeout.timed_out() {
-                if let Some(token) = state.running.take() {
-                    token.cancel();
+            let budget_end = Instant::now() + ENTRY_BUDGET;
+            loop {
+                let left = budget_end.saturating_duration_since(Instant::now());
+                if state.generation != generation || state.running.is_none() {
+                    break;
                 }
+                if left.is_zero() {
+                    if let Some(token) = state.running.take() {
+                        token.cancel();
+                    }
+                    break;
+                }
+                state = self.changed.wait_timeout(state, left);
             }
         }
     }

@@ -11,11 +11,13 @@ use molt_ipc_ring::frame::{DEFAULT_MAX_FRAME_BYTES, HEADER_LEN};
 use molt_ipc_ring::ring;
 use molt_ipc_ring::wait::WaitConfig;
 
+use crate::logging::LogFormat;
 use crate::metrics::MetricsConfig;
 
 /// Usage text printed by `--help` and after a usage error.
 pub const USAGE: &str = "\
-usage: molt_worker (--stdio | --socket PATH | --stdio --socket PATH) --exports PATH [options]
+usage: molt_worker (--stdio | --socket PATH | --stdio --socket PATH) [--exports PATH] [options]
+       molt_worker --print-exports [--exports PATH]
 
 transports (one or both):
   --stdio                   frames on stdin/stdout, each preceded by a u32 LE length
@@ -26,17 +28,24 @@ transports (one or both):
   --spin-us N               microseconds a connection polls its ring before sleeping (default 20)
 
 options:
-  --exports PATH            exports manifest (JSON): which entries are enabled
+  --exports PATH            exports manifest (JSON): which entries are enabled; required
+                            unless the worker embeds a default one
+  --print-exports           print the manifest this worker runs with (after checking it
+                            against its entries) and exit
   --max-queue N             admission queue length; a full queue answers Busy (default 64)
   --max-frame-bytes N       largest frame accepted, header included (default 16777216, or
                             what a ring carries with --socket; more than that is refused)
-  --compute-threads N       threads running non-inline entries (default: number of cores)
+  --compute-threads N       threads running sync entries (default: number of cores)
+  --async-threads N         threads of the async runtime: async entries, timers (default 1)
+  --max-async N             async calls in flight at once; one more is answered Busy
+                            (default 1024)
 
 metrics (docs/operations.md):
   --metrics-dir DIR         append HdrHistogram interval logs (.hlog) to a file in DIR
   --metrics-interval SECS   seconds between logged intervals (default 10); SIGUSR1 logs one now
   --metrics-listen ADDR     serve GET /metrics (Prometheus text) on a loopback ADDR:PORT
   --no-metrics              record nothing (to measure what recording costs)
+  --log-format FORMAT       text (default) or json: one JSON object a line
   -h, --help                this text
 
 Logs go to stderr; RUST_LOG sets the level (error, warn, info, debug, trace; default info).";
@@ -72,14 +81,20 @@ const DEFAULT_RING_BYTES: usize = 1 << 20;
 pub struct Config {
     /// How clients reach the worker.
     pub transport: Transport,
-    /// Path of the exports manifest.
-    pub exports: PathBuf,
+    /// Path of the exports manifest; `None` runs with the one the app embeds.
+    pub exports: Option<PathBuf>,
     /// Admission queue length (calls waiting for a compute thread).
     pub max_queue: usize,
     /// Largest frame accepted, header included.
     pub max_frame_bytes: usize,
-    /// Threads running non-inline entries.
+    /// Threads running sync entries.
     pub compute_threads: usize,
+    /// Threads of the tokio runtime (async entries, timers, signals).
+    pub async_threads: usize,
+    /// Async calls in flight at once, beyond which calls are answered Busy.
+    pub max_async: usize,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// What is recorded and where it is logged.
     pub metrics: MetricsConfig,
     /// Loopback address serving `GET /metrics`, if any.
@@ -91,6 +106,13 @@ pub struct Config {
 pub enum Command {
     /// Run the worker.
     Run(Config),
+    /// Print the effective exports manifest and exit 0.
+    PrintExports {
+        /// The manifest given with `--exports`, else the embedded one.
+        exports: Option<PathBuf>,
+        /// How log lines are written.
+        log_format: LogFormat,
+    },
     /// Print usage and exit 0.
     Help,
 }
@@ -121,6 +143,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut max_queue = 64;
     let mut max_frame_bytes = None;
     let mut compute_threads = None;
+    let mut async_threads = 1;
+    let mut max_async = 1024;
+    let mut log_format = LogFormat::Text;
+    let mut print_exports = false;
     let mut metrics = MetricsConfig {
         record: true,
         dir: None,
@@ -171,12 +197,27 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             "--compute-threads" => {
                 compute_threads = Some(positive("--compute-threads", &value("--compute-threads")?)?)
             }
+            "--async-threads" => {
+                async_threads = positive("--async-threads", &value("--async-threads")?)?
+            }
+            "--max-async" => max_async = positive("--max-async", &value("--max-async")?)?,
+            "--log-format" => {
+                log_format = LogFormat::parse(&value("--log-format")?)
+                    .ok_or_else(|| usage_error("--log-format takes text or json"))?
+            }
+            "--print-exports" => print_exports = true,
             "--metrics-dir" => metrics.dir = Some(PathBuf::from(value("--metrics-dir")?)),
             "--metrics-interval" => metrics.interval = interval(&value("--metrics-interval")?)?,
             "--metrics-listen" => metrics_listen = Some(loopback(&value("--metrics-listen")?)?),
             "--no-metrics" => metrics.record = false,
             other => return Err(usage_error(format!("unknown argument: {other}"))),
         }
+    }
+    if print_exports {
+        return Ok(Command::PrintExports {
+            exports,
+            log_format,
+        });
     }
     let socket = socket.map(|path| SocketConfig {
         path,
@@ -194,7 +235,6 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             ))
         }
     };
-    let exports = exports.ok_or_else(|| usage_error("--exports PATH is required"))?;
     let compute_threads = compute_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()));
     if !metrics.record && (metrics.dir.is_some() || metrics_listen.is_some()) {
@@ -208,6 +248,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         max_queue,
         max_frame_bytes,
         compute_threads,
+        async_threads,
+        max_async,
+        log_format,
         metrics,
         metrics_listen,
     }))
@@ -302,7 +345,9 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(config.transport, Transport::Stdio);
-        assert_eq!(config.exports, PathBuf::from("m.json"));
+        assert_eq!(config.exports, Some(PathBuf::from("m.json")));
+        assert_eq!((config.async_threads, config.max_async), (1, 1024));
+        assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.max_queue, 64);
         assert_eq!(config.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
         assert!(config.compute_threads >= 1);
@@ -470,6 +515,34 @@ mod tests {
             WaitConfig::DEFAULT_SPIN.as_micros()
         );
         assert!(USAGE.contains(&stated), "{USAGE}");
+    }
+
+    #[test]
+    fn exports_may_be_left_to_the_embedded_manifest() {
+        let Command::Run(config) = parse(args("--stdio")).unwrap() else {
+            panic!("not run")
+        };
+        assert_eq!(config.exports, None);
+    }
+
+    #[test]
+    fn print_exports_needs_no_transport() {
+        assert_eq!(
+            parse(args("--print-exports --exports m.json")).unwrap(),
+            Command::PrintExports {
+                exports: Some(PathBuf::from("m.json")),
+                log_format: LogFormat::Text
+            }
+        );
+    }
+
+    #[test]
+    fn log_formats_parse() {
+        let Command::Run(config) = parse(args("--stdio --log-format json")).unwrap() else {
+            panic!("not run")
+        };
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(parse(args("--stdio --log-format xml")).is_err());
     }
 
     #[test]

@@ -1,20 +1,72 @@
-//! The parts of `molt_worker` that other crates exercise directly: the entries, the exports
-//! manifest and the cancellation token entries check. The fuzz targets (`fuzz/`) feed
-//! untrusted payloads and manifests through exactly the code the binary runs; the binary
-//! (`src/main.rs`) adds the transports and the dispatcher around them.
+//! `molt-worker`: the runtime of a molt worker, the native process a Django application
+//! offloads its hot endpoints to. Write entries as plain functions over your own serde
+//! types, register each in one line, and [`App::run`] is your binary's `main`: molt's
+//! command line, exports manifest, shared-memory and stdio transports, deadlines,
+//! cancellation, `Busy` backpressure and metrics come with it.
+//!
+//! - [`App`] registers entries ([`App::entry`] on the bounded compute pool,
+//!   [`App::async_entry`] on tokio, [`App::inline_entry`] on the transport's thread), builds
+//!   shared state once ([`App::with_state`]) and embeds a default manifest.
+//! - [`Ctx`] is what an entry knows of its call: cancellation (a flag and a future), deadline,
+//!   request id, and the app's state.
+//! - A request is any serde type or a [`Payload`] ([`FromPayload`]); a result any serde type
+//!   or a [`Reply`] ([`IntoReply`]); an [`EntryError`] is the reply's status and message.
+//! - [`testing`] has entries that exercise the runtime and an in-process [`TestClient`](testing::TestClient).
+//!
+//! Exactly one reply goes out per call, whatever races: the entry's result, Timeout at the
+//! deadline, Cancelled on a Cancel frame or when the client goes away, Busy when a limit is
+//! reached. docs/guide.md walks from a Django view to an entry of your own.
 //!
 //! ```
-//! use molt_ipc_ring::frame::Codec;
-//! use molt_worker::cancel::CancelToken;
-//! use molt_worker::entries::{registry, CallContext};
+//! use molt_worker::{App, Ctx, EntryError};
+//! use serde::{Deserialize, Serialize};
 //!
-//! let echo = registry().into_iter().find(|entry| entry.name() == "echo").unwrap();
-//! let cancel = CancelToken::new();
-//! let ctx = CallContext { codec: Codec::Raw, payload: b"hi", cancel: &cancel };
-//! assert_eq!(echo.call(&ctx).unwrap(), b"hi");
+//! #[derive(Deserialize)]
+//! struct ListItems { user_id: u64, limit: usize }
+//!
+//! #[derive(Serialize)]
+//! struct Page { ids: Vec<u64> }
+//!
+//! fn list_items(req: ListItems, ctx: &Ctx) -> Result<Page, EntryError> {
+//!     let mut ids = Vec::with_capacity(req.limit);
+//!     for i in 0..req.limit as u64 {
+//!         ctx.check()?; // stop as soon as the call is cancelled or times out
+//!         ids.push(req.user_id * 1_000 + i);
+//!     }
+//!     Ok(Page { ids })
+//! }
+//!
+//! let app = App::new().entry("list_items", list_items);
+//! // In `main`: `app.run()`. Here, in-process:
+//! let page: serde_json::Value = app
+//!     .test_client()
+//!     .unwrap()
+//!     .call_json("list_items", &serde_json::json!({"user_id": 7, "limit": 2}))
+//!     .unwrap();
+//! assert_eq!(page["ids"], serde_json::json!([7000, 7001]));
 //! ```
 #![deny(missing_docs)]
 
-pub mod cancel;
-pub mod entries;
-pub mod manifest;
+mod app;
+mod cancel;
+mod clock;
+mod config;
+mod ctx;
+mod dispatcher;
+mod entry;
+mod error;
+mod logging;
+mod manifest;
+mod metrics;
+mod observe;
+mod payload;
+mod serve;
+pub mod testing;
+mod transport;
+
+pub use app::{App, BoxError, Startup};
+pub use cancel::CancelToken;
+pub use ctx::Ctx;
+pub use error::EntryError;
+pub use molt_ipc_ring::frame::{Codec, Status};
+pub use payload::{FromPayload, IntoReply, Payload, Reply};

@@ -15,7 +15,7 @@ DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
 
 MOLT_ACCEL = {
-    "WORKER_CMD": [os.environ.get("MOLT_WORKER_BIN") or str(REPO / "target" / "debug" / "molt_worker")],
+    "WORKER_CMD": [os.environ.get("MOLT_WORKER_BIN") or str(REPO / "target" / "debug" / "molt_worker_test")],
     "EXPORTS": str(REPO / "molt_exports.test.json"),
     "TIMEOUT_MS": 5000,
 }

@@ -1,6 +1,6 @@
 """Runs the demo app in-process with Django's test clients against the real `molt_worker`.
 
-The worker binary comes from `MOLT_WORKER_BIN` (default `<repo>/target/debug/molt_worker`,
+The worker binary comes from `MOLT_WORKER_BIN` (default `<repo>/target/debug/molt_worker_test`,
 what `cargo build` makes); the settings module reads it, so it is set before Django starts.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 DJANGO_APP_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = DJANGO_APP_DIR.parents[1]
 
-os.environ.setdefault("MOLT_WORKER_BIN", str(REPO_ROOT / "target" / "debug" / "molt_worker"))
+os.environ.setdefault("MOLT_WORKER_BIN", str(REPO_ROOT / "target" / "debug" / "molt_worker_test"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "demo_site.settings"
 # The tests read bodies, not metrics; a developer's metrics file must not collect test calls.
 os.environ.pop("MOLT_DEMO_METRICS_PATH", None)

@@ -13,7 +13,7 @@ import pytest
 from demoapp import contract
 from demoapp.contract import ContractError, compute, list_items
 
-GOLDEN_SCRIPT = Path(__file__).resolve().parents[3] / "worker" / "tests" / "fixtures" / "gen_golden.py"
+GOLDEN_SCRIPT = Path(__file__).resolve().parents[3] / "demo" / "worker_app" / "tests" / "fixtures" / "gen_golden.py"
 
 
 def _error(call, payload) -> ContractError:
@@ -156,4 +156,4 @@ def test_golden_fixture_is_what_the_reference_writes() -> None:
     assert spec is not None and spec.loader is not None
     gen_golden = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen_golden)
-    assert gen_golden.FIXTURE.read_text() == gen_golden.build(), "run worker/tests/fixtures/gen_golden.py"
+    assert gen_golden.FIXTURE.read_text() == gen_golden.build(), "run demo/worker_app/tests/fixtures/gen_golden.py"

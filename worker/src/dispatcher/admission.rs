@@ -1,9 +1,9 @@
 //! The bounded admission queue between transports and the compute pool. Pushing never
 //! blocks: a full queue hands the call back so the caller can answer Busy at once.
 
+use molt_ipc_ring::lock::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// A bounded multi-producer multi-consumer queue; consumers block in [`AdmissionQueue::pop`].
 pub struct AdmissionQueue<T> {
@@ -64,10 +64,7 @@ impl<T> AdmissionQueue<T> {
             if state.closed {
                 return None;
             }
-            state = self
-                .not_empty
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self.not_empty.wait(state);
         }
     }
 
@@ -78,11 +75,7 @@ impl<T> AdmissionQueue<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // A panic never happens while the lock is held (no user code runs under it), but a
-        // poisoned queue must keep working rather than take the worker down.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     fn publish_depth(&self, state: &State<T>) {

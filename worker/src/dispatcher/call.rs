@@ -1,67 +1,55 @@
-//! One call on its way through the compute pool, and the once-flag that makes its reply the
-//! only one: completion, deadline, cancel and shutdown all race to [`PooledCall::finish`],
-//! and the first one wins.
+//! One pooled or async call in flight, and the once-flag that makes its reply the only one:
+//! completion, deadline, cancel and shutdown all race to [`Call::finish`], and the first one
+//! wins.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use molt_ipc_ring::frame::{Codec, Frame, Status};
 
-use super::{ConnectionState, Timings};
-use crate::cancel::CancelToken;
+use super::deadline::TimerKey;
+use super::{SessionState, Timings};
+use crate::ctx::CallScope;
 
-/// A call admitted to the compute pool.
-pub struct PooledCall {
-    pub request_id: u64,
+/// A call admitted to the compute pool or the async runtime.
+pub struct Call {
+    /// What the entry sees: request id, codec, deadline, token.
+    pub scope: Arc<CallScope>,
     /// Index into the dispatcher's enabled entries.
     pub entry: usize,
-    pub codec: Codec,
-    pub payload: Vec<u8>,
-    /// When the call's time is up, if it has a deadline.
-    pub deadline: Option<Instant>,
-    pub arrived: Instant,
-    pub queue_depth: u32,
-    pub token: CancelToken,
-    pub connection: Arc<ConnectionState>,
+    arrived: Instant,
+    queue_depth: u32,
+    /// Where the call sits in the deadline timer, if it has a deadline.
+    timer: Option<TimerKey>,
+    session: Arc<SessionState>,
     /// The once-flag: false until a reply has been chosen.
     replied: AtomicBool,
     /// Nanoseconds from `arrived` to the start of execution; `NOT_STARTED` until then.
     started_after_ns: AtomicU64,
-    /// The deadline timer, aborted when another outcome wins. Empty when the call has no
-    /// deadline or has replied.
-    timer: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 const NOT_STARTED: u64 = u64::MAX;
 
-/// The calls of one connection that have not replied yet, by request id.
-pub type InFlight = Mutex<HashMap<u64, Arc<PooledCall>>>;
-
-impl PooledCall {
-    /// A call that has not started, has no timer and has not replied.
+impl Call {
+    /// A call that has not started and has not replied.
     pub fn new(
         entry: usize,
-        frame: &Frame<'_>,
-        deadline: Option<Instant>,
+        scope: CallScope,
+        timer: Option<TimerKey>,
         arrived: Instant,
         queue_depth: u32,
-        connection: Arc<ConnectionState>,
+        session: Arc<SessionState>,
     ) -> Self {
         Self {
-            request_id: frame.request_id,
+            scope: Arc::new(scope),
             entry,
-            codec: frame.codec,
-            payload: frame.payload.to_vec(),
-            deadline,
             arrived,
             queue_depth,
-            token: CancelToken::new(),
-            connection,
+            timer,
+            session,
             replied: AtomicBool::new(false),
             started_after_ns: AtomicU64::new(NOT_STARTED),
-            timer: Mutex::new(None),
         }
     }
 
@@ -78,45 +66,39 @@ impl PooledCall {
         self.started_after_ns.store(after, Ordering::Relaxed);
     }
 
-    /// Arms `timer` as this call's deadline timer, unless the call has replied already (then
-    /// the timer is aborted at once). `finish` sets the flag before taking the timer lock, so
-    /// whichever of the two takes the lock second sees the other's work.
-    pub fn arm_timer(&self, spawn: impl FnOnce() -> tokio::task::AbortHandle) {
-        let mut slot = lock(&self.timer);
-        if !self.has_replied() {
-            *slot = Some(spawn());
-        }
-    }
-
     /// Answers the call with `status` (a Raw `message`) unless it has replied already, then
     /// fires its token so a running entry stops. The reply comes first: an entry woken by its
     /// token returns Cancelled, which must find the outcome (say, Timeout) already chosen.
     pub fn interrupt(&self, status: Status, message: &str) {
         self.finish(status, Codec::Raw, message.as_bytes());
-        self.token.cancel();
+        self.scope.cancel.cancel();
     }
 
     /// Sends this call's one reply, unless another outcome got there first.
     pub fn finish(&self, status: Status, codec: Codec, payload: &[u8]) {
-        // Held from choosing the reply until the sink has it: `Connection::shutdown` drains
-        // the table under this lock, so once it returns every reply already chosen has been
-        // sent, and the transport may close its sink without losing one.
-        let mut in_flight = lock(&self.connection.in_flight);
-        // Relaxed: the swap alone picks one winner (read-modify-writes of one atomic are
-        // totally ordered); no data is handed over through the flag.
-        if self.replied.swap(true, Ordering::Relaxed) {
-            return;
+        let session = &self.session;
+        {
+            // Held from choosing the reply until the sink has it: `Session::shutdown` drains
+            // the table under this lock, so once it returns every reply already chosen has
+            // been handed to the sink, and the transport may flush and close it without losing
+            // one. Sinks never block, so the lock is held for a copy at most.
+            let mut in_flight = session.in_flight.lock();
+            // Relaxed: the swap alone picks one winner (read-modify-writes of one atomic are
+            // totally ordered); no data is handed over through the flag.
+            if self.replied.swap(true, Ordering::Relaxed) {
+                return;
+            }
+            in_flight.remove(&self.scope.request_id);
+            let timings = self.timings();
+            session.dispatcher.observe(self.entry, status, &timings);
+            session.send(
+                &Frame::reply(self.scope.request_id, status, codec, payload)
+                    .with_metrics(timings.metrics()),
+            );
         }
-        if let Some(timer) = lock(&self.timer).take() {
-            timer.abort();
+        if let Some(key) = self.timer {
+            session.dispatcher.deadlines.remove(key);
         }
-        in_flight.remove(&self.request_id);
-        let timings = self.timings();
-        let connection = &self.connection;
-        connection.dispatcher.observe(self.entry, status, &timings);
-        connection.send(
-            &Frame::reply(self.request_id, status, codec, payload).with_metrics(timings.metrics()),
-        );
     }
 
     fn timings(&self) -> Timings {
@@ -137,12 +119,4 @@ impl PooledCall {
             queue_depth: self.queue_depth,
         }
     }
-}
-
-/// Locks a mutex that no code panics under; recovers it if one somehow did, so that a reply
-/// is never lost to poisoning.
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,42 +1,49 @@
 //! The dispatcher: turns request frames into exactly one reply each, whatever the transport.
 //!
-//! A transport opens a [`Connection`] per client with a [`ReplySink`] and feeds it whole
-//! frames with [`Connection::submit`], a plain synchronous call that never blocks on a full
-//! queue and may be made from any OS thread (the stdio reader thread, the shared-memory
-//! poller). Replies, possibly out of order, go to the sink from whichever thread decides them.
+//! A transport opens a [`Session`] per client with a [`ReplySink`] and feeds it whole frames
+//! with [`Session::submit`], a plain synchronous call that never blocks on a full queue and
+//! may be made from any OS thread (the stdio reader thread, a shared-memory connection
+//! thread). Replies, possibly out of order, go to the sink from whichever thread decides them.
 //!
-//! - Inline entries (`Entry::runs_inline`: echo, health) run on the submitting thread: no
-//!   hop, no queue, no timer, one allocation for the result.
-//! - Other entries are copied into a [`call::PooledCall`], admitted to a bounded queue (full:
-//!   Busy at once) and run by a fixed pool of compute threads. A tokio timer answers Timeout at
-//!   the deadline and fires the call's token; the compute thread stays busy until the entry
-//!   notices, so the pool stays bounded.
-//! - Completion, deadline, cancel frame and shutdown race for the call's once-flag; the winner
-//!   sends the one reply.
+//! - Inline entries run on the submitting thread: no hop, no queue, no timer, no table.
+//! - Pooled (sync) entries are admitted to a bounded queue (full: Busy at once) and run by a
+//!   fixed pool of compute threads; the compute thread stays busy until the entry returns, so
+//!   the pool stays bounded even for an entry that ignores its token.
+//! - Async entries run as tasks on the tokio runtime, at most `max_async` at once; a fired
+//!   token drops the entry's future.
+//! - One timer task per runtime ([`deadline`]) answers Timeout at each call's deadline and
+//!   fires its token. Completion, deadline, cancel frame and shutdown race for the call's
+//!   once-flag ([`call`]); the winner sends the one reply.
 
 mod admission;
 mod call;
+mod deadline;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use molt_ipc_ring::frame::{self, Codec, DecodeError, Frame, Kind, Metrics, Status, HEADER_LEN};
+use molt_ipc_ring::lock::Mutex;
 use tokio::runtime::Handle;
 
 use self::admission::AdmissionQueue;
-use self::call::{lock, InFlight, PooledCall};
+use self::call::Call;
+use self::deadline::Deadlines;
 use crate::cancel::CancelToken;
 use crate::clock;
-use crate::entries::{CallContext, Entry, EntryError, EntryResult};
+use crate::ctx::CallScope;
+use crate::entry::{self, Handler, Outcome};
 use crate::manifest::EntryOptions;
+use crate::payload::Payload;
 
-/// Where a connection's replies go. Called from any thread, once per reply; a sink whose
-/// peer is gone drops the frame.
+/// Where a session's replies go. Called from any thread, once per reply, with the session's
+/// table of calls locked: it must not block (copy the frame out, or queue it, and return). A
+/// sink whose peer is gone drops the frame.
 pub trait ReplySink: Send + Sync + 'static {
-    /// Delivers one encoded-on-demand reply (or pong) to the peer.
+    /// Delivers one reply (or pong) to the peer.
     fn send_reply(&self, frame: &Frame<'_>);
 }
 
@@ -85,21 +92,45 @@ impl Timings {
 pub struct Limits {
     /// Calls waiting for a compute thread; one more is answered Busy.
     pub max_queue: usize,
-    /// Compute threads running non-inline entries.
+    /// Compute threads running pooled entries.
     pub compute_threads: usize,
+    /// Async calls in flight at once; one more is answered Busy.
+    pub max_async: usize,
     /// Largest frame accepted, header included.
     pub max_frame_bytes: usize,
 }
 
-struct EnabledEntry {
-    entry: Box<dyn Entry>,
+/// An entry the manifest enables, as the dispatcher runs it.
+pub struct EnabledEntry {
+    name: &'static str,
+    handler: Handler,
     options: EntryOptions,
-    /// Calls admitted and not yet returned from the entry (queued or running). Kept at or
-    /// below `options.max_concurrency` by `try_admit`.
+    /// Calls admitted and not yet done with the entry (queued or running). Kept at or below
+    /// `options.max_concurrency` by `try_admit`.
     admitted: AtomicU32,
 }
 
 impl EnabledEntry {
+    /// `handler` under `name`, with its manifest `options`.
+    pub(crate) fn new(name: &'static str, handler: Handler, options: EntryOptions) -> Self {
+        Self {
+            name,
+            handler,
+            options,
+            admitted: AtomicU32::new(0),
+        }
+    }
+
+    /// The entry's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The entry itself.
+    pub(crate) fn handler(&self) -> &Handler {
+        &self.handler
+    }
+
     fn try_admit(&self) -> bool {
         let limit = self.options.max_concurrency.unwrap_or(u32::MAX);
         // Relaxed: a counter; the slot it grants guards no data.
@@ -116,42 +147,50 @@ impl EnabledEntry {
     }
 }
 
-/// Shared by every connection; see the module docs.
+/// A pooled call waiting for a compute thread, with the payload it will be given.
+struct PooledJob {
+    call: Arc<Call>,
+    payload: Vec<u8>,
+}
+
+/// Shared by every session; see the module docs.
 pub struct Dispatcher {
     entries: Vec<EnabledEntry>,
-    queue: AdmissionQueue<Arc<PooledCall>>,
+    queue: AdmissionQueue<PooledJob>,
     runtime: Handle,
+    deadlines: Arc<Deadlines>,
     observer: Box<dyn ReplyObserver>,
     max_frame_bytes: usize,
+    /// Async calls spawned and not yet ended, at most `max_async`.
+    async_calls: AtomicUsize,
+    max_async: usize,
     /// Handed to inline entries: they finish before anything could cancel them.
     never_cancelled: CancelToken,
-    pool: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    pool: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Dispatcher {
-    /// A dispatcher running `enabled` entries (each with its manifest options), with timers on
-    /// `runtime`, and its compute pool started.
+    /// A dispatcher running `entries`, with its timer task and async entries on `runtime`,
+    /// and its compute pool started.
     pub fn start(
-        enabled: Vec<(Box<dyn Entry>, EntryOptions)>,
+        entries: Vec<EnabledEntry>,
         limits: Limits,
         runtime: Handle,
         observer: Box<dyn ReplyObserver>,
     ) -> std::io::Result<Arc<Self>> {
+        let deadlines = Arc::new(Deadlines::default());
+        runtime.spawn(Arc::clone(&deadlines).run());
         let dispatcher = Arc::new(Self {
-            entries: enabled
-                .into_iter()
-                .map(|(entry, options)| EnabledEntry {
-                    entry,
-                    options,
-                    admitted: AtomicU32::new(0),
-                })
-                .collect(),
+            entries,
             queue: AdmissionQueue::new(limits.max_queue),
             runtime,
+            deadlines,
             observer,
             max_frame_bytes: limits.max_frame_bytes,
+            async_calls: AtomicUsize::new(0),
+            max_async: limits.max_async,
             never_cancelled: CancelToken::new(),
-            pool: std::sync::Mutex::new(Vec::new()),
+            pool: Mutex::new(Vec::new()),
         });
         let mut pool = Vec::with_capacity(limits.compute_threads);
         for index in 0..limits.compute_threads {
@@ -167,27 +206,27 @@ impl Dispatcher {
                 }
             }
         }
-        *lock(&dispatcher.pool) = pool;
+        *dispatcher.pool.lock() = pool;
         Ok(dispatcher)
     }
 
-    /// Opens a connection whose replies go to `sink`.
-    pub fn connect(self: &Arc<Self>, sink: Arc<dyn ReplySink>) -> Connection {
-        Connection {
-            state: Arc::new(ConnectionState {
+    /// Opens a session whose replies go to `sink`.
+    pub fn connect(self: &Arc<Self>, sink: Arc<dyn ReplySink>) -> Session {
+        Session {
+            state: Arc::new(SessionState {
                 dispatcher: Arc::clone(self),
                 sink,
-                in_flight: InFlight::default(),
+                in_flight: Mutex::new(HashMap::new()),
                 open: AtomicBool::new(true),
             }),
         }
     }
 
     /// Stops the compute pool once the calls already queued have been dealt with, and waits
-    /// for it. Connections should be shut down first so that queued calls are skipped.
+    /// for it. Sessions should be shut down first so that queued calls are skipped.
     pub fn stop(&self) {
         self.queue.close();
-        let pool = std::mem::take(&mut *lock(&self.pool));
+        let pool = std::mem::take(&mut *self.pool.lock());
         for thread in pool {
             // A compute thread only ends by returning: entry panics are caught inside it.
             let _ = thread.join();
@@ -201,47 +240,37 @@ impl Dispatcher {
 
     fn find(&self, name: &str) -> Option<usize> {
         // A handful of entries: a linear scan of short names beats hashing.
-        self.entries
-            .iter()
-            .position(|enabled| enabled.entry.name() == name)
+        self.entries.iter().position(|enabled| enabled.name == name)
     }
 
     fn observe(&self, entry: usize, status: Status, timings: &Timings) {
         self.observer
-            .on_reply(entry, self.entries[entry].entry.name(), status, timings);
+            .on_reply(entry, self.entries[entry].name, status, timings);
     }
 
-    /// The reply for an entry's result: its payload in the call's codec, or a Raw message.
+    /// The reply for an entry's outcome: its payload in the resolved codec, or a Raw message.
     /// A result too large for one frame is the worker's failure, not the caller's.
-    fn outcome<'r>(&self, result: &'r EntryResult, call_codec: Codec) -> (Status, Codec, &'r [u8]) {
-        match result {
-            Ok(payload) if HEADER_LEN + payload.len() > self.max_frame_bytes => {
-                log::error!(
-                    "a result of {} bytes exceeds --max-frame-bytes; answered InternalError",
-                    payload.len()
-                );
-                (
-                    Status::InternalError,
-                    Codec::Raw,
-                    RESULT_TOO_LARGE_MESSAGE.as_bytes(),
-                )
+    fn reply_parts(&self, outcome: Outcome, call_codec: Codec) -> (Status, Codec, Vec<u8>) {
+        match outcome {
+            Ok(reply) => {
+                let (codec, bytes) = reply.into_parts(call_codec);
+                if HEADER_LEN + bytes.len() > self.max_frame_bytes {
+                    log::error!(
+                        "a result of {} bytes exceeds --max-frame-bytes; answered InternalError",
+                        bytes.len()
+                    );
+                    let message = RESULT_TOO_LARGE_MESSAGE.as_bytes().to_vec();
+                    return (Status::InternalError, Codec::Raw, message);
+                }
+                (Status::Ok, codec, bytes)
             }
-            Ok(payload) => (Status::Ok, call_codec, payload),
-            Err(EntryError::InvalidInput(message)) => {
-                (Status::InvalidInput, Codec::Raw, message.as_bytes())
-            }
-            Err(EntryError::Cancelled) => {
-                (Status::Cancelled, Codec::Raw, CANCELLED_MESSAGE.as_bytes())
-            }
-            Err(EntryError::Internal(message)) => {
-                (Status::InternalError, Codec::Raw, message.as_bytes())
-            }
+            Err(err) => (err.status(), Codec::Raw, err.message().as_bytes().to_vec()),
         }
     }
 
     fn run_compute_thread(&self) {
-        while let Some(call) = self.queue.pop() {
-            self.run_pooled(&self.entries[call.entry], &call);
+        while let Some(job) = self.queue.pop() {
+            self.run_pooled(job);
         }
     }
 
@@ -249,12 +278,17 @@ impl Dispatcher {
     /// done with it: before the reply goes out, so a client that sends its next call on
     /// seeing the reply never finds the slot still taken. A call that timed out or was
     /// cancelled while running keeps its slot until the entry actually returns.
-    fn run_pooled(&self, enabled: &EnabledEntry, call: &PooledCall) {
+    fn run_pooled(&self, PooledJob { call, payload }: PooledJob) {
+        let enabled = &self.entries[call.entry];
+        let Handler::Pooled(handler) = &enabled.handler else {
+            unreachable!("only pooled entries are queued");
+        };
         if call.has_replied() {
             enabled.release();
             return;
         }
         if call
+            .scope
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
@@ -263,15 +297,57 @@ impl Dispatcher {
             return;
         }
         call.mark_started();
-        let ctx = CallContext {
-            codec: call.codec,
-            payload: &call.payload,
-            cancel: &call.token,
-        };
-        let result = run_entry(enabled.entry.as_ref(), &ctx, call.request_id);
+        let codec = call.scope.codec;
+        let outcome = entry::run_sync(
+            handler,
+            Payload::new(codec, payload),
+            Arc::clone(&call.scope),
+        );
         enabled.release();
-        let (status, codec, payload) = self.outcome(&result, call.codec);
-        call.finish(status, codec, payload);
+        let (status, codec, bytes) = self.reply_parts(outcome, codec);
+        call.finish(status, codec, &bytes);
+    }
+
+    /// Takes a slot among the async calls in flight, if one is free.
+    fn try_admit_async(&self) -> bool {
+        // Relaxed: a counter, as for `EnabledEntry::try_admit`.
+        self.async_calls
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_async).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Runs an admitted async call as a task: its future races the call's token, and loses
+    /// it to a Cancel frame, the deadline, the client going away or shutdown (whose reply is
+    /// already out), which drops the entry's future.
+    fn spawn_async(self: &Arc<Self>, call: Arc<Call>, payload: Vec<u8>) {
+        let dispatcher = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let enabled = &dispatcher.entries[call.entry];
+            let Handler::Async(handler) = &enabled.handler else {
+                unreachable!("only async entries are spawned");
+            };
+            let scope = &call.scope;
+            let outcome = if scope.cancel.is_cancelled() {
+                None
+            } else {
+                call.mark_started();
+                let future = handler(Payload::new(scope.codec, payload), Arc::clone(scope));
+                tokio::select! {
+                    biased;
+                    () = scope.cancel.cancelled() => None,
+                    outcome = entry::run_async(future, scope.request_id, scope.entry) => Some(outcome),
+                }
+            };
+            enabled.release();
+            // Relaxed: see `try_admit_async`.
+            dispatcher.async_calls.fetch_sub(1, Ordering::Relaxed);
+            if let Some(outcome) = outcome {
+                let (status, codec, bytes) = dispatcher.reply_parts(outcome, scope.codec);
+                call.finish(status, codec, &bytes);
+            }
+        });
     }
 }
 
@@ -282,21 +358,7 @@ impl Drop for Dispatcher {
 }
 
 const TIMEOUT_MESSAGE: &str = "deadline exceeded";
-const INTERNAL_MESSAGE: &str = "internal error";
 const RESULT_TOO_LARGE_MESSAGE: &str = "internal error: the result is too large for one frame";
-
-/// Runs an entry, turning a panic into `EntryError::Internal` with a message safe to show.
-/// The panic hook has already logged the panic's message and location to stderr.
-fn run_entry(entry: &dyn Entry, ctx: &CallContext<'_>, request_id: u64) -> EntryResult {
-    catch_unwind(AssertUnwindSafe(|| entry.call(ctx))).unwrap_or_else(|_| {
-        log::error!(
-            "entry {} panicked on request {request_id}; answered InternalError",
-            entry.name()
-        );
-        Err(EntryError::Internal(INTERNAL_MESSAGE.to_owned()))
-    })
-}
-
 const CANCELLED_MESSAGE: &str = "cancelled";
 const SHUTDOWN_MESSAGE: &str = "cancelled: the worker is shutting down";
 
@@ -305,16 +367,18 @@ fn micros(duration: Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// State shared by a connection and its calls in flight.
-pub struct ConnectionState {
+/// State shared by a session and its calls in flight.
+pub struct SessionState {
     dispatcher: Arc<Dispatcher>,
     sink: Arc<dyn ReplySink>,
-    in_flight: InFlight,
+    /// Pooled and async calls that have not replied yet, by request id. Replies are sent
+    /// with it locked (see `Call::finish`).
+    in_flight: Mutex<HashMap<u64, Arc<Call>>>,
     /// False once the peer is gone: replies are dropped instead of sent.
     open: AtomicBool,
 }
 
-impl ConnectionState {
+impl SessionState {
     fn send(&self, frame: &Frame<'_>) {
         // Relaxed: a late reply slipping through just after close is harmless; the sink of a
         // closed peer drops it.
@@ -330,8 +394,9 @@ impl ConnectionState {
     }
 
     /// Every call still in flight, removed from the table; each still needs its reply.
-    fn take_in_flight(&self) -> Vec<Arc<PooledCall>> {
-        lock(&self.in_flight)
+    fn take_in_flight(&self) -> Vec<Arc<Call>> {
+        self.in_flight
+            .lock()
             .drain()
             .map(|(_, call)| call)
             .collect()
@@ -340,14 +405,14 @@ impl ConnectionState {
 
 /// One client's session with the dispatcher. Dropping it closes it: calls in flight are
 /// cancelled and their replies dropped.
-pub struct Connection {
-    state: Arc<ConnectionState>,
+pub struct Session {
+    state: Arc<SessionState>,
 }
 
-impl Connection {
+impl Session {
     /// Handles one whole frame from the peer. Errors that concern one request are answered on
-    /// the connection; an error that means the stream cannot be trusted any more is returned,
-    /// and the transport should end the connection with [`Connection::fail_stream`].
+    /// the session; an error that means the stream cannot be trusted any more is returned,
+    /// and the transport should end the session with [`Session::fail_stream`].
     pub fn submit(&self, bytes: &[u8]) -> Result<(), DecodeError> {
         let arrived = Instant::now();
         let state = &self.state;
@@ -378,17 +443,18 @@ impl Connection {
         Ok(())
     }
 
-    /// Answers every call in flight Cancelled (their tokens fire); the connection stays open
-    /// so those replies reach the peer. For a peer that is going away in good order.
+    /// Answers every call in flight Cancelled (their tokens fire); the session stays open so
+    /// those replies reach the peer. Once it returns, every reply already chosen has been
+    /// handed to the sink. For a peer that is going away in good order.
     pub fn shutdown(&self) {
         for call in self.state.take_in_flight() {
             call.interrupt(Status::Cancelled, SHUTDOWN_MESSAGE);
         }
     }
 
-    /// Ends a connection whose stream broke: in-flight calls are answered as by
-    /// [`Connection::shutdown`], then one ProtocolError with request id 0 says why, then the
-    /// connection closes.
+    /// Ends a session whose stream broke: in-flight calls are answered as by
+    /// [`Session::shutdown`], then one ProtocolError with request id 0 says why, then the
+    /// session closes.
     pub fn fail_stream(&self, reason: &str) {
         self.shutdown();
         self.state
@@ -396,9 +462,9 @@ impl Connection {
         self.close();
     }
 
-    /// Closes the connection: calls in flight are cancelled and their replies dropped.
+    /// Closes the session: calls in flight are cancelled and their replies dropped.
     pub fn close(&self) {
-        // Relaxed: see `ConnectionState::send`.
+        // Relaxed: see `SessionState::send`.
         self.state.open.store(false, Ordering::Relaxed);
         for call in self.state.take_in_flight() {
             call.interrupt(Status::Cancelled, CANCELLED_MESSAGE);
@@ -415,7 +481,7 @@ impl Connection {
 
     fn call(&self, frame: &Frame<'_>, arrived: Instant) {
         let state = &self.state;
-        let dispatcher = &*state.dispatcher;
+        let dispatcher = &state.dispatcher;
         let queue_depth = dispatcher.queue.depth();
         let on_arrival = Timings::on_arrival(queue_depth);
         let metrics = on_arrival.metrics();
@@ -434,26 +500,62 @@ impl Connection {
             Deadline::At(instant) => Some(instant),
             Deadline::None => None,
         };
+        if let Some(max) = enabled.options.max_payload_bytes {
+            if frame.payload.len() as u64 > max {
+                let message = format!(
+                    "the payload of {} bytes exceeds {}'s max_payload_bytes ({max})",
+                    frame.payload.len(),
+                    enabled.name
+                );
+                return reject(Status::InvalidInput, &message);
+            }
+        }
+        let is_async = matches!(enabled.handler, Handler::Async(_));
+        if is_async && !dispatcher.try_admit_async() {
+            return reject(
+                Status::Busy,
+                "busy: the worker is at its limit of async calls",
+            );
+        }
         if !enabled.try_admit() {
+            if is_async {
+                // Relaxed: see `Dispatcher::try_admit_async`.
+                dispatcher.async_calls.fetch_sub(1, Ordering::Relaxed);
+            }
             return reject(Status::Busy, "busy: the entry is at its concurrency limit");
         }
-        if enabled.entry.runs_inline() {
-            self.run_inline(enabled, index, frame, arrived, queue_depth);
-            return;
-        }
-        let call = Arc::new(PooledCall::new(
-            index,
-            frame,
+        let scope = CallScope {
+            request_id: frame.request_id,
+            entry: enabled.name,
+            codec: frame.codec,
             deadline,
+            cancel: dispatcher.never_cancelled.clone(),
+        };
+        if let Handler::Inline(handler) = &enabled.handler {
+            return self.run_inline(handler, index, frame, scope, arrived, queue_depth);
+        }
+        let scope = CallScope {
+            cancel: CancelToken::new(),
+            ..scope
+        };
+        let timer = deadline.map(|deadline| dispatcher.deadlines.key(deadline));
+        let call = Arc::new(Call::new(
+            index,
+            scope,
+            timer,
             arrived,
             queue_depth,
             Arc::clone(state),
         ));
         {
-            let mut in_flight = lock(&state.in_flight);
+            let mut in_flight = state.in_flight.lock();
             if in_flight.contains_key(&frame.request_id) {
                 drop(in_flight);
                 enabled.release();
+                if is_async {
+                    // Relaxed: see `Dispatcher::try_admit_async`.
+                    dispatcher.async_calls.fetch_sub(1, Ordering::Relaxed);
+                }
                 let message = format!("request_id {} is already in flight", frame.request_id);
                 return state.send_error(
                     frame.request_id,
@@ -464,71 +566,65 @@ impl Connection {
             }
             in_flight.insert(frame.request_id, Arc::clone(&call));
         }
-        if let Err(call) = dispatcher.queue.try_push(Arc::clone(&call)) {
+        // Armed before the call can run, so a call that finishes at once finds its timer
+        // there to remove.
+        if let Some(key) = timer {
+            dispatcher.deadlines.insert(key, Arc::clone(&call));
+        }
+        let payload = frame.payload.to_vec();
+        if is_async {
+            dispatcher.spawn_async(call, payload);
+            return;
+        }
+        if let Err(job) = dispatcher.queue.try_push(PooledJob { call, payload }) {
             enabled.release();
             // Through `finish`, not a direct reply: the call is in the table, so a shutdown on
-            // the liveness thread may have answered it Cancelled already; one reply only.
-            call.finish(
+            // another thread may have answered it Cancelled already; one reply only.
+            job.call.finish(
                 Status::Busy,
                 Codec::Raw,
                 b"busy: the admission queue is full",
             );
-            return;
-        }
-        if let Some(deadline) = deadline {
-            let timed = Arc::clone(&call);
-            call.arm_timer(|| {
-                dispatcher
-                    .runtime
-                    .spawn(async move {
-                        tokio::time::sleep_until(deadline.into()).await;
-                        timed.interrupt(Status::Timeout, TIMEOUT_MESSAGE);
-                    })
-                    .abort_handle()
-            });
         }
     }
 
     fn run_inline(
         &self,
-        enabled: &EnabledEntry,
+        handler: &entry::SyncFn,
         index: usize,
         frame: &Frame<'_>,
+        scope: CallScope,
         arrived: Instant,
         queue_depth: u32,
     ) {
-        let dispatcher = &*self.state.dispatcher;
+        let dispatcher = &self.state.dispatcher;
         let started = Instant::now();
-        let ctx = CallContext {
-            codec: frame.codec,
-            payload: frame.payload,
-            cancel: &dispatcher.never_cancelled,
-        };
-        let result = run_entry(enabled.entry.as_ref(), &ctx, frame.request_id);
+        let payload = Payload::new(frame.codec, frame.payload.to_vec());
+        let outcome = entry::run_sync(handler, payload, Arc::new(scope));
         // As for pooled calls: the slot is free before the reply goes out.
-        enabled.release();
+        dispatcher.entries[index].release();
         let timings = Timings {
             queue: started - arrived,
             exec: started.elapsed(),
             queue_depth,
         };
-        let (status, codec, payload) = dispatcher.outcome(&result, frame.codec);
+        let (status, codec, bytes) = dispatcher.reply_parts(outcome, frame.codec);
         dispatcher.observe(index, status, &timings);
         self.state.send(
-            &Frame::reply(frame.request_id, status, codec, payload).with_metrics(timings.metrics()),
+            &Frame::reply(frame.request_id, status, codec, &bytes).with_metrics(timings.metrics()),
         );
     }
 
     fn cancel(&self, request_id: u64) {
         // A cancel of a call that already replied, or never existed, is ignored (protocol.md).
-        let call = lock(&self.state.in_flight).get(&request_id).cloned();
+        let call = self.state.in_flight.lock().get(&request_id).cloned();
         if let Some(call) = call {
             call.interrupt(Status::Cancelled, CANCELLED_MESSAGE);
         }
     }
 }
 
-impl Drop for Connection {
+impl Drop for Session {
     fn drop(&mut self) {
         self.close();
     }

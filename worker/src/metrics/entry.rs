@@ -13,58 +13,44 @@ use std::sync::Arc;
 use molt_ipc_ring::frame::Codec;
 
 use super::WorkerMetrics;
-use crate::entries::{CallContext, Entry, EntryError, EntryResult};
+use crate::dispatcher::EnabledEntry;
+use crate::entry::Handler;
+use crate::error::EntryError;
 use crate::manifest::EntryOptions;
+use crate::payload::{Payload, Reply};
 
 /// The name clients call it by.
 pub const NAME: &str = "__metrics__";
 
+/// The entry, with its fixed options: one at a time, a 5 s default deadline, safe to retry.
 /// Replies with the Prometheus text (codec Raw); the payload is ignored.
-pub struct MetricsEntry {
-    metrics: Arc<WorkerMetrics>,
+pub fn enabled(metrics: Arc<WorkerMetrics>) -> EnabledEntry {
+    let options = EntryOptions {
+        default_timeout_ms: Some(5_000),
+        idempotent: true,
+        max_concurrency: Some(1),
+        max_payload_bytes: None,
+    };
+    let handler = Handler::Pooled(Box::new(move |payload: Payload, _scope| {
+        scrape(&metrics, payload.codec())
+    }));
+    EnabledEntry::new(NAME, handler, options)
 }
 
-impl MetricsEntry {
-    /// The entry and its fixed options: one at a time, a 5 s default deadline, safe to retry.
-    pub fn enabled(metrics: Arc<WorkerMetrics>) -> (Box<dyn Entry>, EntryOptions) {
-        let options = EntryOptions {
-            default_timeout_ms: Some(5_000),
-            idempotent: true,
-            max_concurrency: Some(1),
-        };
-        (Box::new(Self { metrics }), options)
+fn scrape(metrics: &WorkerMetrics, codec: Codec) -> Result<Reply, EntryError> {
+    if codec != Codec::Raw {
+        return Err(EntryError::InvalidInput(
+            "__metrics__ replies in raw (Prometheus text): set the call's codec to raw".into(),
+        ));
     }
-}
-
-impl Entry for MetricsEntry {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn call(&self, ctx: &CallContext<'_>) -> EntryResult {
-        if ctx.codec != Codec::Raw {
-            return Err(EntryError::InvalidInput(
-                "__metrics__ replies in raw (Prometheus text): set the call's codec to raw".into(),
-            ));
-        }
-        Ok(self.metrics.prometheus_text().into_bytes())
-    }
+    Ok(Reply::raw(metrics.prometheus_text().into_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cancel::CancelToken;
     use crate::metrics::MetricsConfig;
     use std::time::Duration;
-
-    fn call(entry: &dyn Entry, codec: Codec) -> EntryResult {
-        entry.call(&CallContext {
-            codec,
-            payload: b"",
-            cancel: &CancelToken::new(),
-        })
-    }
 
     #[test]
     fn replies_with_the_prometheus_text_in_raw_only() {
@@ -74,15 +60,14 @@ mod tests {
             interval: Duration::from_secs(10),
         };
         let metrics = WorkerMetrics::start(&config, vec!["echo", NAME], 4).unwrap();
-        let (entry, options) = MetricsEntry::enabled(metrics);
+        let entry = enabled(Arc::clone(&metrics));
         assert_eq!(entry.name(), "__metrics__");
-        assert!(options.idempotent);
-        assert_eq!(options.max_concurrency, Some(1));
-        let text = String::from_utf8(call(entry.as_ref(), Codec::Raw).unwrap()).unwrap();
+        let reply = scrape(&metrics, Codec::Raw).unwrap();
+        let text = std::str::from_utf8(reply.bytes()).unwrap();
         assert!(text.contains("# TYPE molt_worker_replies_total counter"));
         assert!(text.contains("entry=\"__metrics__\""));
         assert!(matches!(
-            call(entry.as_ref(), Codec::MsgPack),
+            scrape(&metrics, Codec::MsgPack),
             Err(EntryError::InvalidInput(_))
         ));
     }

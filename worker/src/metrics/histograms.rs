@@ -13,7 +13,7 @@
 //! reader, the compute pool and the timer thread alike, and the measured cost of the mutex is
 //! small next to a round trip (docs/operations.md), so the simpler scheme wins.
 
-use std::sync::{Mutex, MutexGuard};
+use molt_ipc_ring::lock::Mutex;
 
 use hdrhistogram::Histogram;
 use molt_ipc_ring::frame::Status;
@@ -172,7 +172,7 @@ impl Recorder {
     /// Moves everything entry `index` recorded since the last call into `spare`, which must
     /// be empty, leaving `spare`'s old (empty) histograms to record into.
     pub fn swap_out(&self, index: usize, spare: &mut Sample) {
-        std::mem::swap(&mut *lock(&self.live[index]), spare);
+        std::mem::swap(&mut *self.live[index].lock(), spare);
     }
 }
 
@@ -180,17 +180,9 @@ impl ReplyObserver for Recorder {
     fn on_reply(&self, entry: usize, _name: &'static str, status: Status, timings: &Timings) {
         // The dispatcher only reports entries it was started with, the same list as `names`.
         if let Some(live) = self.live.get(entry) {
-            lock(live).record(status, timings);
+            live.lock().record(status, timings);
         }
     }
-}
-
-/// Locks a sample; nothing panics while one is held, and a poisoned one still holds valid
-/// counts, so it is used as is.
-fn lock(sample: &Mutex<Sample>) -> MutexGuard<'_, Sample> {
-    sample
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

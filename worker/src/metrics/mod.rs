@@ -21,12 +21,13 @@ pub mod http;
 pub mod prometheus;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::serialization::V2DeflateSerializer;
 use molt_ipc_ring::frame::Status;
+use molt_ipc_ring::lock::{Condvar, Mutex, MutexGuard};
 
 use self::histograms::{Recorder, Sample};
 use crate::dispatcher::{ReplyObserver, Timings};
@@ -124,7 +125,7 @@ impl WorkerMetrics {
             .name("molt-metrics".into())
             .spawn(move || dumper.run_dumps(&file, started, interval, &control))?;
         if let Some(dumps) = &metrics.dumps {
-            *lock(&dumps.thread) = Some(thread);
+            *dumps.thread.lock() = Some(thread);
         }
         Ok(metrics)
     }
@@ -145,7 +146,7 @@ impl WorkerMetrics {
         let Some(dumps) = &self.dumps else {
             return false;
         };
-        lock(&dumps.control.state).now = true;
+        dumps.control.state.lock().now = true;
         dumps.control.wake.notify_one();
         true
     }
@@ -156,10 +157,10 @@ impl WorkerMetrics {
         let Some(dumps) = &self.dumps else {
             return;
         };
-        lock(&dumps.control.state).last = true;
+        dumps.control.state.lock().last = true;
         dumps.control.wake.notify_one();
         // Held while joining, so a second caller returns only after the log is complete.
-        let mut thread = lock(&dumps.thread);
+        let mut thread = dumps.thread.lock();
         if let Some(thread) = thread.take() {
             // The dump thread only ends by returning; write errors were logged there.
             let _ = thread.join();
@@ -187,7 +188,7 @@ impl WorkerMetrics {
     /// Moves what every entry recorded since the last harvest into its totals; returns them,
     /// locked. The reply path is held up only for each entry's swap.
     fn harvest(&self, recorder: &Recorder) -> MutexGuard<'_, Vec<Harvested>> {
-        let mut harvested = lock(&self.harvested);
+        let mut harvested = self.harvested.lock();
         let logging = self.dumps.is_some();
         for (index, entry) in harvested.iter_mut().enumerate() {
             recorder.swap_out(index, &mut entry.spare);
@@ -231,14 +232,10 @@ impl WorkerMetrics {
         let mut failed = false;
         loop {
             let last = {
-                let mut requests = lock(&control.state);
+                let mut requests = control.state.lock();
                 while !requests.now && !requests.last && Instant::now() < due {
                     let wait = due.saturating_duration_since(Instant::now());
-                    requests = control
-                        .wake
-                        .wait_timeout(requests, wait)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0;
+                    requests = control.wake.wait_timeout(requests, wait);
                 }
                 requests.now = false;
                 requests.last
@@ -280,13 +277,6 @@ impl ReplyObserver for Arc<WorkerMetrics> {
             recorder.on_reply(entry, name, status, timings);
         }
     }
-}
-
-/// Locks a mutex that no code panics under; a poisoned one still holds valid state.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

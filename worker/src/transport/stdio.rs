@@ -11,13 +11,14 @@
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use molt_ipc_ring::frame::{self, DecodeError, Frame, HEADER_LEN};
+use molt_ipc_ring::lock::{Condvar, Mutex, MutexGuard};
 
 use super::Ended;
-use crate::dispatcher::{Connection, Dispatcher, ReplySink};
+use crate::dispatcher::{Dispatcher, ReplySink, Session};
 
 /// Unread replies (bytes) beyond which the reader stops reading calls until the writer has
 /// caught up: the larger of this and `--max-frame-bytes`.
@@ -29,7 +30,7 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 /// The stdio transport of one worker process. Shared between the reader (the thread calling
 /// [`Stdio::run`]) and whoever handles SIGTERM ([`Stdio::finish`]).
 pub struct Stdio {
-    connection: Connection,
+    session: Session,
     replies: Arc<ReplyBuffer>,
     /// Taken by the first `finish`; held while joining, so a second `finish` returns only
     /// once every reply is written.
@@ -38,7 +39,7 @@ pub struct Stdio {
 }
 
 impl Stdio {
-    /// Opens the connection and starts the writer thread.
+    /// Opens the session and starts the writer thread.
     pub fn start(dispatcher: &Arc<Dispatcher>, max_frame_bytes: usize) -> std::io::Result<Self> {
         // Our own handles on fds 0 and 1: std's Stdout is line-buffered, which would split
         // binary frames at every 0x0a byte, and Stdin adds a second buffer of its own.
@@ -54,7 +55,7 @@ impl Stdio {
         };
         let sink: Arc<dyn ReplySink> = Arc::clone(&replies) as Arc<dyn ReplySink>;
         Ok(Self {
-            connection: dispatcher.connect(sink),
+            session: dispatcher.connect(sink),
             replies,
             writer: Mutex::new(Some(writer)),
             max_frame_bytes,
@@ -66,15 +67,14 @@ impl Stdio {
     pub fn run(&self) -> std::io::Result<Ended> {
         let stdin = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
         let input = BufReader::with_capacity(READ_BUFFER_BYTES, stdin);
-        let ended = match read_frames(input, &self.connection, &self.replies, self.max_frame_bytes)
-        {
+        let ended = match read_frames(input, &self.session, &self.replies, self.max_frame_bytes) {
             Ok(()) => {
                 log::debug!("stdin closed; cancelling calls in flight");
                 Ended::Cleanly
             }
             Err(err) => {
                 log::error!("broken stream on stdin: {err}");
-                self.connection.fail_stream(&err.to_string());
+                self.session.fail_stream(&err.to_string());
                 Ended::Broken
             }
         };
@@ -85,12 +85,9 @@ impl Stdio {
     /// Answers every call in flight Cancelled, writes every reply gathered so far and stops
     /// the writer. Idempotent.
     pub fn finish(&self) {
-        self.connection.shutdown();
+        self.session.shutdown();
         self.replies.close();
-        let mut writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut writer = self.writer.lock();
         if let Some(writer) = writer.take() {
             // The writer only ends by returning; a write error was already logged there.
             let _ = writer.join();
@@ -123,7 +120,7 @@ impl std::fmt::Display for StreamError {
 /// Reads length-prefixed frames and submits them until a clean EOF (between frames).
 fn read_frames(
     mut input: impl Read,
-    connection: &Connection,
+    session: &Session,
     replies: &ReplyBuffer,
     max_frame_bytes: usize,
 ) -> Result<(), StreamError> {
@@ -159,7 +156,7 @@ fn read_frames(
         }
         read_exactly(&mut input, &mut frame_buf[head..])?;
         replies.wait_for_room();
-        connection.submit(&frame_buf).map_err(StreamError::Frame)?;
+        session.submit(&frame_buf).map_err(StreamError::Frame)?;
     }
 }
 
@@ -223,18 +220,12 @@ impl ReplyBuffer {
             log::debug!("the client is not reading its replies; pausing input");
         }
         while pending.bytes.len() >= self.pending_limit && !pending.closed {
-            pending = self
-                .drained
-                .wait(pending)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            pending = self.drained.wait(pending);
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
-        // Nothing panics under this lock; recover rather than lose replies if it ever did.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     fn close(&self) {
@@ -249,10 +240,7 @@ impl ReplyBuffer {
             {
                 let mut pending = self.lock();
                 while pending.bytes.is_empty() && !pending.closed {
-                    pending = self
-                        .ready
-                        .wait(pending)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    pending = self.ready.wait(pending);
                 }
                 if pending.bytes.is_empty() {
                     return;

@@ -5,7 +5,7 @@ prometheus_client's parser.
 
 Like test_stdio_protocol.py this speaks protocol v1 with its own few lines of `struct`, so the
 worker is checked against docs/protocol.md rather than against the molt_accel client. The
-binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker).
+binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker_test).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from hdrh.log import HistogramLogReader
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[3]
-WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN", REPO / "target" / "debug" / "molt_worker"))
+WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN", REPO / "target" / "debug" / "molt_worker_test"))
 TEST_MANIFEST = REPO / "molt_exports.test.json"
 
 # A bound only a hung worker exceeds; never a timing assertion.

@@ -2,7 +2,7 @@
 
 The frame codec here is deliberately independent of the molt_accel client: it checks the
 worker against docs/protocol.md, not against another implementation that could share its
-mistakes. The binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker).
+mistakes. The binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker_test).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import msgpack
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN", REPO / "target" / "debug" / "molt_worker"))
+WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN", REPO / "target" / "debug" / "molt_worker_test"))
 TEST_MANIFEST = REPO / "molt_exports.test.json"
 
 # A bound only a hung worker exceeds; never a timing assertion.

@@ -1,28 +1,31 @@
 //! One client's segment: the thread that consumes its request ring, and the sink that writes
 //! replies into its response ring.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use molt_ipc_ring::frame::{
     self, Frame, Kind, ENTRY_LEN_OFFSET, HEADER_LEN, MAX_ENTRY_LEN, PAYLOAD_LEN_OFFSET,
 };
 use molt_ipc_ring::handshake::{self, HandshakeError};
+use molt_ipc_ring::lock::Mutex;
 use molt_ipc_ring::ring::{Consumer, PopError, Producer, PushError};
 use molt_ipc_ring::segment::{SegmentConfig, SegmentState, WorkerSide};
 use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
 
 use super::liveness::Liveness;
 use crate::clock;
-use crate::dispatcher::{Connection, Dispatcher, ReplySink};
+use crate::dispatcher::{Dispatcher, ReplySink, Session};
 
-/// How long a reply waits for room in a full response ring before the connection is declared
-/// broken. The client drains its ring whenever it waits for a reply, so a full ring means it
-/// stopped reading; this covers a long garbage-collection pause, and bounds how long a compute
-/// thread can be held by a client that will never read again.
+/// How long replies wait in the outbox for room in a full response ring before the connection
+/// is declared broken. The client drains its ring whenever it waits for a reply, so a full
+/// ring means it stopped reading; this covers a long garbage-collection pause, and bounds how
+/// long a connection thread (and a worker's shutdown) waits for a client that will never read
+/// again. Only that client's own connection thread waits; no other thread ever does.
 const RESPONSE_RING_GRACE: Duration = Duration::from_secs(1);
 /// Pause between two attempts to reply into a full response ring.
 const RESPONSE_RING_RETRY: Duration = Duration::from_micros(50);
@@ -44,7 +47,8 @@ enum End {
     PeerGone,
     /// The worker is shutting down.
     Stopping,
-    /// The response ring stayed full, or broke; nothing more can be sent (already logged).
+    /// The response ring stayed full past the grace, or broke; nothing more can be sent
+    /// (already logged).
     RepliesBroken,
     /// The segment or a frame in it cannot be trusted.
     Corrupt(String),
@@ -89,8 +93,8 @@ pub fn serve(
     } = segment;
     let state = Arc::new(state);
     let sink = Arc::new(RingSink::new(responses, Arc::clone(&state)));
-    let connection = Arc::new(dispatcher.connect(Arc::clone(&sink) as Arc<dyn ReplySink>));
-    let watch = liveness.watch(&stream, Arc::clone(&state), Arc::clone(&connection));
+    let session = Arc::new(dispatcher.connect(Arc::clone(&sink) as Arc<dyn ReplySink>));
+    let watch = liveness.watch(&stream, Arc::clone(&state), Arc::clone(&session));
     let _watch = match watch {
         Ok(Some(watch)) => watch,
         Ok(None) => {
@@ -103,30 +107,21 @@ pub fn serve(
             return;
         }
     };
-    // Everything that ends a connection also closes its segment, which wakes this thread:
-    // the liveness watcher on the client's hang-up or on shutdown, the sink when it breaks.
-    let is_closed = || {
-        // Relaxed: a flag; `Liveness::stop` closes the segment after setting it, which wakes us.
-        stopping.load(Ordering::Relaxed) || sink.is_broken() || state.is_closed()
-    };
-    let end = consume_requests(
-        &mut requests,
-        &connection,
-        settings,
-        stopping,
-        &sink,
-        is_closed,
-    );
-    match end {
+    match consume_requests(&mut requests, &session, settings, stopping, &sink, &state) {
         End::PeerGone => {
             log::debug!("shared-memory client gone; cancelling its calls in flight");
-            connection.close();
+            session.close();
         }
-        End::Stopping => connection.shutdown(),
-        End::RepliesBroken => connection.close(),
+        End::Stopping => {
+            session.shutdown();
+            // The replies just chosen reach a client that still reads, within the grace.
+            sink.flush();
+        }
+        End::RepliesBroken => session.close(),
         End::Corrupt(reason) => {
             log::warn!("closing a shared-memory connection: {reason}");
-            connection.fail_stream(&reason);
+            session.fail_stream(&reason);
+            sink.flush();
         }
     }
     // Tells the client at once (and wakes it if it sleeps on its response ring), instead of
@@ -138,28 +133,43 @@ pub fn serve(
     // whatever calls may still be running.
 }
 
-/// Pops requests and submits them until the connection ends.
+/// Pops requests and submits them until the connection ends, flushing the sink's outbox
+/// whenever it holds replies.
 fn consume_requests(
     requests: &mut Consumer,
-    connection: &Connection,
+    session: &Session,
     settings: &ConnectionSettings,
     stopping: &AtomicBool,
     sink: &RingSink,
-    mut is_closed: impl FnMut() -> bool,
+    state: &SegmentState,
 ) -> End {
+    // Relaxed: a flag; `Shm::stop` wakes this thread after setting it.
+    let is_closed = || stopping.load(Ordering::Relaxed) || sink.is_broken() || state.is_closed();
+    // Everything that needs this thread wakes it: the liveness watcher closes the segment on
+    // the client's hang-up and wakes it on shutdown, the sink closes it when it breaks and
+    // wakes it when its outbox holds replies.
+    let mut needs_attention = || is_closed() || sink.has_pending();
     // Header and entry name of the frame at the front of the ring: the whole frame when it is
     // small (most calls), so those are copied out of shared memory once and never allocated.
     let mut head = [0u8; HEADER_LEN + MAX_ENTRY_LEN];
     let mut large = Vec::new();
     loop {
+        // Flushed before the next request is read: a client that sends without reading
+        // cannot make its outbox grow past the calls it has in flight.
+        if sink.has_pending() {
+            if let Flushed::GaveUp = sink.flush() {
+                return End::RepliesBroken;
+            }
+        }
         // Checked per record too, not only when the ring runs dry: a flood cannot hold off
         // shutdown, and the calls a dead client left in its ring are not run.
         if is_closed() {
             return why_closed(stopping, sink);
         }
-        match requests.wait(u64::MAX, &settings.wait, &mut is_closed) {
+        match requests.wait(u64::MAX, &settings.wait, &mut needs_attention) {
             Ok(WaitOutcome::Ready) => {}
-            Ok(WaitOutcome::Closed | WaitOutcome::TimedOut) => return why_closed(stopping, sink),
+            // The loop's top decides what woke us.
+            Ok(WaitOutcome::Closed | WaitOutcome::TimedOut) => continue,
             Err(err) => return End::Corrupt(err.to_string()),
         }
         let record = match requests.pop() {
@@ -185,7 +195,7 @@ fn consume_requests(
             &large
         };
         // `large` keeps its capacity: at most one ring record (half the ring) per connection.
-        if let Err(err) = connection.submit(frame) {
+        if let Err(err) = session.submit(frame) {
             return End::Corrupt(err.to_string());
         }
     }
@@ -234,16 +244,18 @@ fn strip_expired_payload(
     Some(HEADER_LEN + entry_len)
 }
 
-/// Replies into a response ring. Compute threads and the connection thread all reply, so
-/// the producer sits behind a mutex held only while one reply is written into the ring.
+/// Replies into a response ring. Compute threads, the timer task and the connection thread
+/// all reply, so the producer sits behind a mutex; and since a reply is sent with its
+/// session's table locked, sending never waits: a reply that finds the ring full goes to the
+/// outbox, which the connection thread flushes as the client makes room.
 struct RingSink {
     /// `None` once the connection ended or broke: replies are dropped, and the sink no
     /// longer holds the mapping, even while a call that will reply into it still runs.
     endpoints: Mutex<Option<Endpoints>>,
+    /// Set when the outbox holds replies the connection thread has yet to flush.
+    pending: AtomicBool,
     /// Set when the response ring stayed full past the grace period, or broke.
     broken: AtomicBool,
-    /// Set when the connection ends, so a reply waiting for room gives up at once.
-    closed: AtomicBool,
 }
 
 /// What the sink writes to, and the state it closes when it breaks (to wake the connection
@@ -251,14 +263,32 @@ struct RingSink {
 struct Endpoints {
     producer: Producer,
     state: Arc<SegmentState>,
+    /// Encoded replies waiting for room, oldest first. Replies go out in the order they
+    /// were decided: once one waits here, every later one does too. Bounded by the calls a
+    /// connection can have in flight (each replies once), plus one pong: the connection
+    /// thread flushes before it reads the next request.
+    outbox: VecDeque<Vec<u8>>,
+}
+
+/// What [`RingSink::flush`] achieved.
+enum Flushed {
+    /// The outbox is empty.
+    All,
+    /// The client left the ring full past the grace period, or the ring broke: the sink is
+    /// broken (and already logged why).
+    GaveUp,
 }
 
 impl RingSink {
     fn new(producer: Producer, state: Arc<SegmentState>) -> Self {
         Self {
-            endpoints: Mutex::new(Some(Endpoints { producer, state })),
+            endpoints: Mutex::new(Some(Endpoints {
+                producer,
+                state,
+                outbox: VecDeque::new(),
+            })),
+            pending: AtomicBool::new(false),
             broken: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
         }
     }
 
@@ -267,18 +297,15 @@ impl RingSink {
         self.broken.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Endpoints>> {
-        // Nothing panics under this lock (ring errors are values); recover if it ever did.
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn has_pending(&self) -> bool {
+        // Acquire: pairs with the Release in `send_reply`; the outbox itself is read under
+        // the lock, so this only decides whether to take it.
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Drops the producer and state, and with them this sink's hold on the segment.
     fn close(&self) {
-        // Relaxed: only shortens a wait for room; the lock below orders the rest.
-        self.closed.store(true, Ordering::Relaxed);
-        self.lock().take();
+        self.endpoints.lock().take();
     }
 
     fn give_up(&self, endpoints: &mut Option<Endpoints>, why: &str) {
@@ -290,20 +317,63 @@ impl RingSink {
             endpoints.state.close();
         }
     }
+
+    /// Writes the outbox into the ring, waiting for room as long as the client keeps
+    /// reading: up to [`RESPONSE_RING_GRACE`] without progress. Only the connection thread
+    /// calls it; replies decided meanwhile join the outbox and are flushed too.
+    fn flush(&self) -> Flushed {
+        let mut full_since = None;
+        loop {
+            {
+                let mut guard = self.endpoints.lock();
+                let Some(endpoints) = guard.as_mut() else {
+                    return Flushed::All;
+                };
+                while let Some(frame) = endpoints.outbox.front() {
+                    match endpoints.producer.reserve(frame.len()) {
+                        Ok(mut slot) => {
+                            slot.write(frame);
+                            slot.commit();
+                            endpoints.outbox.pop_front();
+                            full_since = None;
+                        }
+                        Err(PushError::Full) => break,
+                        Err(err) => {
+                            self.give_up(&mut guard, &err.to_string());
+                            return Flushed::GaveUp;
+                        }
+                    }
+                }
+                if endpoints.outbox.is_empty() {
+                    // Relaxed: cleared under the lock that every push to the outbox holds.
+                    self.pending.store(false, Ordering::Relaxed);
+                    return Flushed::All;
+                }
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RESPONSE_RING_GRACE {
+                    let why = format!(
+                        "the client left its response ring full for {RESPONSE_RING_GRACE:?}"
+                    );
+                    self.give_up(&mut guard, &why);
+                    return Flushed::GaveUp;
+                }
+            }
+            // Not holding the lock: other threads' replies join the outbox meanwhile.
+            std::thread::sleep(RESPONSE_RING_RETRY);
+        }
+    }
 }
 
 impl ReplySink for RingSink {
     fn send_reply(&self, frame: &Frame<'_>) {
-        let mut header = [0u8; HEADER_LEN];
-        frame.write_header(&mut header);
-        let len = frame.encoded_len();
-        let mut guard = self.lock();
-        let mut full_since = None;
-        loop {
-            let Some(endpoints) = guard.as_mut() else {
-                return;
-            };
-            match endpoints.producer.reserve(len) {
+        let mut guard = self.endpoints.lock();
+        let Some(endpoints) = guard.as_mut() else {
+            return;
+        };
+        if endpoints.outbox.is_empty() {
+            let mut header = [0u8; HEADER_LEN];
+            frame.write_header(&mut header);
+            match endpoints.producer.reserve(frame.encoded_len()) {
                 Ok(mut slot) => {
                     slot.write(&header);
                     slot.write(frame.entry.as_bytes());
@@ -312,22 +382,7 @@ impl ReplySink for RingSink {
                     slot.commit();
                     return;
                 }
-                Err(PushError::Full) => {
-                    let since = *full_since.get_or_insert_with(Instant::now);
-                    // Relaxed: see `close`.
-                    if self.closed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if since.elapsed() >= RESPONSE_RING_GRACE {
-                        let why = format!(
-                            "the client left its response ring full for {RESPONSE_RING_GRACE:?}"
-                        );
-                        return self.give_up(&mut guard, &why);
-                    }
-                    // Holding the lock: every other reply of this connection would find the
-                    // ring just as full.
-                    std::thread::sleep(RESPONSE_RING_RETRY);
-                }
+                Err(PushError::Full) => {}
                 // The frame limit is at most a ring record (config.rs), so a reply the
                 // dispatcher lets through always fits; this only guards that invariant.
                 Err(PushError::TooLarge { len, max }) => {
@@ -339,6 +394,11 @@ impl ReplySink for RingSink {
                 }
             }
         }
+        endpoints.outbox.push_back(frame.encode_to_vec());
+        // Release: see `has_pending`. Then the wake: the connection thread re-checks
+        // `has_pending` after announcing its sleep, so it either sees the flag or is woken.
+        self.pending.store(true, Ordering::Release);
+        endpoints.state.wake_request_consumer();
     }
 }
 

@@ -7,18 +7,19 @@
 //! no CPU at all, however many there are, instead of one wake-up per sleep slice each.
 //!
 //! It also carries the worker's shutdown to every connection: calls in flight are answered
-//! Cancelled into their rings, then each segment is closed.
+//! Cancelled, then each connection thread is woken to flush and close its segment.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use molt_ipc_ring::lock::Mutex;
 use molt_ipc_ring::segment::SegmentState;
 
-use crate::dispatcher::Connection;
+use crate::dispatcher::Session;
 
 /// What the watcher needs of one connection.
 struct Watched {
@@ -26,7 +27,7 @@ struct Watched {
     /// A duplicate of the connection's socket descriptor: ours to poll until we drop it.
     stream: UnixStream,
     state: Arc<SegmentState>,
-    connection: Arc<Connection>,
+    session: Arc<Session>,
     /// The connection thread is done with it; dropped on the watcher's next round.
     released: bool,
 }
@@ -72,7 +73,7 @@ impl Liveness {
         let thread = std::thread::Builder::new()
             .name("molt-shm-liveness".into())
             .spawn(move || watcher.run())?;
-        *lock(&liveness.thread) = Some(thread);
+        *liveness.thread.lock() = Some(thread);
         Ok(liveness)
     }
 
@@ -82,13 +83,13 @@ impl Liveness {
         self: &Arc<Self>,
         stream: &UnixStream,
         state: Arc<SegmentState>,
-        connection: Arc<Connection>,
+        session: Arc<Session>,
     ) -> io::Result<Option<Watch>> {
         let stream = stream.try_clone()?;
         // Relaxed: a unique number; nothing is published through it.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
-            let mut registry = lock(&self.registry);
+            let mut registry = self.registry.lock();
             if registry.stopping {
                 return Ok(None);
             }
@@ -96,7 +97,7 @@ impl Liveness {
                 id,
                 stream,
                 state,
-                connection,
+                session,
                 released: false,
             });
         }
@@ -107,12 +108,13 @@ impl Liveness {
         }))
     }
 
-    /// Answers every connection's calls in flight Cancelled, closes every segment (waking the
-    /// connection threads), and ends the watcher. Idempotent.
+    /// Answers every connection's calls in flight Cancelled, wakes every connection thread
+    /// (which sees the worker stopping, flushes and closes its segment), and ends the
+    /// watcher. Idempotent.
     pub fn stop(&self) {
-        lock(&self.registry).stopping = true;
+        self.registry.lock().stopping = true;
         self.wake_watcher();
-        if let Some(thread) = lock(&self.thread).take() {
+        if let Some(thread) = self.thread.lock().take() {
             // The watcher only ends by returning.
             let _ = thread.join();
         }
@@ -127,14 +129,16 @@ impl Liveness {
         let mut fds = Vec::new();
         loop {
             {
-                let mut registry = lock(&self.registry);
+                let mut registry = self.registry.lock();
                 if registry.stopping {
                     let watched = std::mem::take(&mut registry.watched);
                     // Not under the lock: a reply may wait for room in its ring.
                     drop(registry);
                     for watched in watched {
-                        watched.connection.shutdown();
-                        watched.state.close();
+                        watched.session.shutdown();
+                        // Not closed here: its connection thread flushes what the client has
+                        // yet to read, then closes the segment.
+                        watched.state.wake_request_consumer();
                     }
                     return;
                 }
@@ -153,7 +157,7 @@ impl Liveness {
                 continue;
             }
             self.drain_pokes();
-            let mut registry = lock(&self.registry);
+            let mut registry = self.registry.lock();
             // `fds[1..]` is in registry order: entries are only added at the end by others,
             // and only removed here.
             let mut index = 0;
@@ -179,20 +183,13 @@ impl Liveness {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut registry = lock(&self.liveness.registry);
+        let mut registry = self.liveness.registry.lock();
         if let Some(watched) = registry.watched.iter_mut().find(|w| w.id == self.id) {
             watched.released = true;
         }
         drop(registry);
         self.liveness.wake_watcher();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics under these locks; recover rather than stop watching if it ever did.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn pollfd(stream: &UnixStream, events: libc::c_short) -> libc::pollfd {

@@ -21,10 +21,11 @@ mod socket;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use molt_ipc_ring::lock::{Mutex, MutexGuard};
 use molt_ipc_ring::segment::SegmentConfig;
 use molt_ipc_ring::wait::WaitConfig;
 
@@ -156,9 +157,6 @@ impl Shm {
     }
 
     fn lock_connections(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        // Nothing panics under this lock; recover rather than leak threads if it ever did.
-        self.connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connections.lock()
     }
 }

@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use super::fakedb::{mix, GAMMA};
-use super::fields::Fields;
-use super::{payload, CallContext, Entry, EntryError, EntryResult};
-use crate::cancel::CancelToken;
+use molt_worker::{CancelToken, Ctx, EntryError};
+
+use crate::fakedb::{mix, GAMMA};
+use crate::fields::Fields;
 
 const N_MAX: i64 = 50_000_000;
 const SEED_MAX: i64 = i64::MAX;
@@ -19,26 +19,17 @@ const VALUE_RANGE: u64 = 1_000_000;
 const CANCEL_CHECK_VALUES: u64 = 4096;
 
 /// The `compute` entry.
-pub struct Compute;
-
-impl Entry for Compute {
-    fn name(&self) -> &'static str {
-        "compute"
-    }
-
-    fn call(&self, ctx: &CallContext<'_>) -> EntryResult {
-        let fields = Fields::decode(self.name(), ctx.codec, ctx.payload)?;
-        // The ranges are non-negative, so the casts to unsigned cannot wrap.
-        let n = fields.int("n", 1, N_MAX, None)? as u64;
-        let seed = fields.int("seed", 0, SEED_MAX, Some(0))? as u64;
-        let buckets = fields.int("buckets", 1, BUCKETS_MAX, Some(BUCKETS_DEFAULT))? as u64;
-        payload::encode(ctx.codec, &statistics(n, seed, buckets, ctx.cancel)?)
-    }
+pub fn compute<S>(fields: Fields, ctx: &Ctx<S>) -> Result<Statistics, EntryError> {
+    // The ranges are non-negative, so the casts to unsigned cannot wrap.
+    let n = fields.int("n", 1, N_MAX, None)? as u64;
+    let seed = fields.int("seed", 0, SEED_MAX, Some(0))? as u64;
+    let buckets = fields.int("buckets", 1, BUCKETS_MAX, Some(BUCKETS_DEFAULT))? as u64;
+    statistics(n, seed, buckets, ctx.cancel_token())
 }
 
 /// The reply. Field order is part of the contract.
 #[derive(Debug, PartialEq, Serialize)]
-struct Statistics {
+pub struct Statistics {
     n: u64,
     seed: u64,
     sum: u64,
@@ -86,17 +77,13 @@ fn statistics(
 
 #[cfg(test)]
 mod tests {
-    use molt_ipc_ring::frame::Codec;
+    use molt_worker::Codec;
 
     use super::*;
-    use crate::entries::fakedb::splitmix64_output;
+    use crate::fakedb::splitmix64_output;
 
-    fn call(json: &str) -> EntryResult {
-        Compute.call(&CallContext {
-            codec: Codec::Json,
-            payload: json.as_bytes(),
-            cancel: &CancelToken::new(),
-        })
+    fn call(json: &str) -> Result<Vec<u8>, EntryError> {
+        crate::call("compute", Codec::Json, json.as_bytes())
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Worker {
     }
 
     fn spawn(socket: &Path, extra_args: &[&str]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_molt_worker"))
+        let child = Command::new(env!("CARGO_BIN_EXE_molt_worker_test"))
             .arg("--socket")
             .arg(socket)
             .arg("--exports")

@@ -10,7 +10,7 @@ pub const HANG_BOUND: Duration = Duration::from_secs(20);
 /// A file at the root of the repository (the exports manifests live there).
 pub fn repo_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+        .join("../..")
         .join(name)
 }
 

@@ -2,7 +2,7 @@
 //! a Rust client on the `molt-ipc-ring` client side, and the worker's CPU use while one
 //! connection idles.
 //!
-//! `cargo bench -p molt-worker --bench shm_echo [-- CALLS [SPIN_US...]]`
+//! `cargo bench -p molt-demo-worker --bench shm_echo [-- CALLS [SPIN_US...]]`
 //!
 //! For each worker spin window (default 0, 20, 50 and 200 µs) it starts a worker, then runs:
 //! - back-to-back: CALLS calls (default 100,000), each sent as soon as the previous reply
@@ -131,7 +131,7 @@ impl Worker {
     fn start(spin_us: u64) -> Self {
         let dir = std::env::temp_dir().join(format!("molt-shm-bench-{}", std::process::id()));
         let socket = dir.join("worker.sock");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../molt_exports.test.json");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../molt_exports.json");
         let child = Command::new(env!("CARGO_BIN_EXE_molt_worker"))
             .arg("--socket")
             .arg(&socket)

@@ -1,47 +1,51 @@
-//! `molt_worker`: runs exported entries for molt clients.
-//!
-//! Exit codes: 0 after EOF on stdin (with `--stdio`) or SIGTERM, 1 when start-up fails (unreadable or invalid
-//! exports manifest, ...), 2 on a usage error, 3 after a broken input stream.
-
-mod clock;
-mod config;
-mod dispatcher;
-mod logging;
-mod metrics;
-mod observe;
-mod transport;
-
-// Entries, manifest and cancellation live in the library half of the crate (src/lib.rs), so
-// the fuzz targets run the same code; importing them here keeps `crate::entries` etc. valid.
-use molt_worker::{cancel, entries, manifest};
+//! What [`App::run`](crate::App::run) does: read the command line and the manifest, build
+//! the state, start metrics, dispatcher and transports, and serve until the end.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use config::{Command, Config, Transport};
-use dispatcher::{Dispatcher, Limits, ReplyObserver};
-use entries::Entry;
-use manifest::{EntryOptions, Manifest};
-use metrics::entry::MetricsEntry;
-use metrics::WorkerMetrics;
-use transport::shm::Shm;
-use transport::stdio::Stdio;
-use transport::Ended;
+use crate::app::{App, Init, Registration, Startup};
+use crate::config::{self, Command, Config, Transport};
+use crate::dispatcher::{Dispatcher, EnabledEntry, Limits, ReplyObserver};
+use crate::logging;
+use crate::manifest::Manifest;
+use crate::metrics::{self, WorkerMetrics};
+use crate::observe;
+use crate::transport::shm::Shm;
+use crate::transport::stdio::Stdio;
+use crate::transport::Ended;
 
-fn main() -> ExitCode {
-    logging::init();
-    let config = match config::parse(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => config,
+type Failure = Box<dyn std::error::Error>;
+
+/// Exit codes: 0 after EOF on stdin (with `--stdio`) or SIGTERM, 1 when start-up fails
+/// (unreadable or invalid exports manifest, state that cannot be built, ...), 2 on a usage
+/// error, 3 after a broken input stream.
+pub(crate) fn main<S: Send + Sync + 'static>(
+    app: App<S>,
+    args: impl IntoIterator<Item = String>,
+) -> ExitCode {
+    let outcome = match config::parse(args) {
         Ok(Command::Help) => {
             println!("{}", config::USAGE);
             return ExitCode::SUCCESS;
+        }
+        Ok(Command::PrintExports {
+            exports,
+            log_format,
+        }) => {
+            logging::init(log_format);
+            print_exports(app, exports.as_deref())
+        }
+        Ok(Command::Run(config)) => {
+            logging::init(config.log_format);
+            run(app, &config)
         }
         Err(err) => {
             eprintln!("molt_worker: {err} (see --help)");
             return ExitCode::from(2);
         }
     };
-    match run(&config) {
+    match outcome {
         Ok(Ended::Cleanly) => ExitCode::SUCCESS,
         Ok(Ended::Broken) => ExitCode::from(3),
         Err(err) => {
@@ -52,28 +56,94 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
-    let mut enabled = enabled_entries(config)?;
+/// `--print-exports`: the manifest this worker would run with, checked against its entries,
+/// on stdout as JSON.
+fn print_exports<S: Send + Sync + 'static>(
+    app: App<S>,
+    path: Option<&std::path::Path>,
+) -> Result<Ended, Failure> {
+    let (_, registrations, embedded) = app.into_parts();
+    let manifest = load_manifest(path, embedded.as_deref(), &registrations)?;
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
+    Ok(Ended::Cleanly)
+}
+
+fn load_manifest<S>(
+    path: Option<&std::path::Path>,
+    embedded: Option<&str>,
+    registrations: &[Registration<S>],
+) -> Result<Manifest, Failure> {
+    let known: Vec<&str> = registrations.iter().map(|entry| entry.name).collect();
+    Ok(Manifest::load(path, embedded, &known)?)
+}
+
+/// The registered entries the manifest enables, built over `state`, in registration order.
+pub(crate) fn enabled_entries<S>(
+    registrations: Vec<Registration<S>>,
+    manifest: &mut Manifest,
+    state: &Arc<S>,
+) -> Vec<EnabledEntry> {
+    registrations
+        .into_iter()
+        .filter_map(|registration| {
+            let options = manifest.entries.remove(registration.name)?;
+            log::info!("entry {} enabled: {options}", registration.name);
+            let handler = (registration.build)(Arc::clone(state));
+            Some(EnabledEntry::new(registration.name, handler, options))
+        })
+        .collect()
+}
+
+/// Builds the app's state: runs its `init` with the manifest's settings, and refuses
+/// settings sections nothing read.
+pub(crate) fn build_state<S>(
+    init: Init<S>,
+    manifest: &Manifest,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Arc<S>, Failure> {
+    let enabled: Vec<&str> = manifest.entries.keys().map(String::as_str).collect();
+    let startup = Startup::new(&manifest.settings, &enabled, runtime);
+    let state = init(&startup).map_err(|err| format!("cannot build the worker's state: {err}"))?;
+    if let Some(section) = startup.unread_sections().first() {
+        return Err(format!(
+            "exports manifest: settings section {section:?} is not used by this worker"
+        )
+        .into());
+    }
+    Ok(Arc::new(state))
+}
+
+fn run<S: Send + Sync + 'static>(app: App<S>, config: &Config) -> Result<Ended, Failure> {
+    let (init, registrations, embedded) = app.into_parts();
+    let mut manifest = load_manifest(
+        config.exports.as_deref(),
+        embedded.as_deref(),
+        &registrations,
+    )?;
+    // Entries run on the compute pool and here; this runtime drives async entries, timers,
+    // signals and the metrics endpoint.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.async_threads)
+        .thread_name("molt-async")
+        .enable_time()
+        .enable_io()
+        .build()?;
+    let state = build_state(init, &manifest, runtime.handle())?;
+    let mut enabled = enabled_entries(registrations, &mut manifest, &state);
     let names = enabled
         .iter()
-        .map(|(entry, _)| entry.name())
+        .map(EnabledEntry::name)
         .chain([metrics::entry::NAME])
         .collect();
     let metrics = WorkerMetrics::start(&config.metrics, names, config.max_queue)?;
     if let Some(path) = metrics.log_path() {
         log::info!("metrics: interval log {}", path.display());
     }
-    enabled.push(MetricsEntry::enabled(Arc::clone(&metrics)));
-    // One runtime thread: it only drives timers and signals; entries run on the compute pool.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("molt-timers")
-        .enable_time()
-        .enable_io()
-        .build()?;
+    enabled.push(metrics::entry::enabled(Arc::clone(&metrics)));
     let limits = Limits {
         max_queue: config.max_queue,
         compute_threads: config.compute_threads,
+        max_async: config.max_async,
         max_frame_bytes: config.max_frame_bytes,
     };
     let observer: Box<dyn ReplyObserver> = if config.metrics.record {
@@ -90,9 +160,11 @@ fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
     }));
     serve_metrics(config, &runtime, &metrics)?;
     log::info!(
-        "ready: max_queue={} compute_threads={} max_frame_bytes={}",
+        "ready: max_queue={} compute_threads={} async_threads={} max_async={} max_frame_bytes={}",
         limits.max_queue,
         limits.compute_threads,
+        config.async_threads,
+        limits.max_async,
         limits.max_frame_bytes
     );
     let ended = match &config.transport {
@@ -147,8 +219,9 @@ fn run(config: &Config) -> Result<Ended, Box<dyn std::error::Error>> {
     Ok(ended)
 }
 
-/// Runs `finish` on the runtime's thread when SIGTERM arrives: answer calls in flight, let go
-/// of clients, and end the process (or let `main` end it).
+/// Runs `finish` when SIGTERM arrives: answer calls in flight, let go of clients, and end
+/// the process (or let `run` end it). It runs on a thread of its own, not the runtime's:
+/// it waits for connection threads, while the timer and async calls keep running.
 fn on_sigterm(
     runtime: &tokio::runtime::Runtime,
     finish: impl FnOnce() + Send + 'static,
@@ -160,7 +233,7 @@ fn on_sigterm(
     runtime.spawn(async move {
         if terminate.recv().await.is_some() {
             log::info!("SIGTERM: cancelling calls in flight and exiting");
-            finish();
+            let _ = tokio::task::spawn_blocking(finish).await;
         }
     });
     Ok(())
@@ -192,34 +265,4 @@ fn serve_metrics(
         runtime.spawn(metrics::http::serve(listener, Arc::clone(metrics)));
     }
     Ok(())
-}
-
-/// An entry the manifest enables, with its options.
-type EnabledEntry = (Box<dyn Entry>, EntryOptions);
-
-/// The registry's entries that the manifest enables. Refuses a manifest naming an entry the
-/// registry does not have.
-fn enabled_entries(config: &Config) -> Result<Vec<EnabledEntry>, manifest::ManifestError> {
-    let registry = entries::registry();
-    let known: Vec<&'static str> = registry.iter().map(|entry| entry.name()).collect();
-    let mut manifest = Manifest::load(&config.exports, &known)?;
-    let enabled: Vec<_> = registry
-        .into_iter()
-        .filter_map(|entry| {
-            manifest
-                .entries
-                .remove(entry.name())
-                .map(|options| (entry, options))
-        })
-        .collect();
-    for (entry, options) in &enabled {
-        if entry.test_only() {
-            log::warn!(
-                "test-only entry {} is enabled by the exports manifest",
-                entry.name()
-            );
-        }
-        log::info!("entry {} enabled: {options}", entry.name());
-    }
-    Ok(enabled)
 }

@@ -2,41 +2,31 @@
 //! worker with no transport around it, to set beside the pure-Python reference
 //! (`demo/django_app/demoapp/contract.py`) and show where offloading pays.
 //!
-//! `cargo bench -p molt-worker --bench entries`
+//! `cargo bench -p molt-demo-worker --bench entries`
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use molt_ipc_ring::frame::Codec;
-
-use molt_worker::cancel::CancelToken;
-use molt_worker::entries::{registry, CallContext, Entry};
-
-fn entry(name: &str) -> Box<dyn Entry> {
-    registry()
-        .into_iter()
-        .find(|entry| entry.name() == name)
-        .unwrap_or_else(|| panic!("no entry {name}"))
-}
+use molt_demo_worker::DemoState;
+use molt_worker::testing::TestClient;
+use molt_worker::{Codec, Payload};
 
 fn msgpack(value: serde_json::Value) -> Vec<u8> {
     rmp_serde::to_vec_named(&value).expect("payload encodes")
 }
 
-fn bench_call(c: &mut Criterion, group: &str, entry: &dyn Entry, cases: &[(String, Vec<u8>)]) {
-    let cancel = CancelToken::new();
-    let mut group = c.benchmark_group(group);
+/// Each call goes through the worker's own decoding and encoding (`TestClient`), so the
+/// figure is what the entry costs a worker, minus the transport.
+fn bench_call(c: &mut Criterion, entry: &str, cases: &[(String, Vec<u8>)]) {
+    let client: TestClient<DemoState> = molt_demo_worker::app().test_client().expect("app builds");
+    let mut group = c.benchmark_group(entry);
     group.throughput(Throughput::Elements(1));
     for (label, payload) in cases {
         group.bench_function(label.as_str(), |bench| {
             bench.iter(|| {
-                let ctx = CallContext {
-                    codec: Codec::MsgPack,
-                    payload: black_box(payload),
-                    cancel: &cancel,
-                };
-                entry.call(&ctx).expect("call succeeds")
+                let payload = Payload::new(Codec::MsgPack, black_box(payload).clone());
+                client.call(entry, payload).expect("call succeeds")
             })
         });
     }
@@ -63,7 +53,7 @@ fn list_items(c: &mut Criterion) {
         (label, msgpack(request))
     })
     .collect();
-    bench_call(c, "list_items", entry("list_items").as_ref(), &cases);
+    bench_call(c, "list_items", &cases);
 }
 
 fn compute(c: &mut Criterion) {
@@ -76,7 +66,7 @@ fn compute(c: &mut Criterion) {
             )
         })
         .collect();
-    bench_call(c, "compute", entry("compute").as_ref(), &cases);
+    bench_call(c, "compute", &cases);
 }
 
 criterion_group! {

@@ -1,16 +1,11 @@
-//! The demo contract's golden cases: every request in `worker/tests/fixtures/contract_golden.json`
+//! The demo contract's golden cases: every request in `tests/fixtures/contract_golden.json`
 //! (written by the Python reference, `gen_golden.py` beside it) must give the same bytes here,
 //! in both codecs: same fields, same order, same types, same float bits, same messages.
 
-use molt_ipc_ring::frame::Codec;
+use molt_worker::{Codec, EntryError};
 use serde::Deserialize;
 
-use super::compute::Compute;
-use super::list_items::ListItems;
-use super::{CallContext, Entry, EntryError, EntryResult};
-use crate::cancel::CancelToken;
-
-const FIXTURE: &str = include_str!("../../tests/fixtures/contract_golden.json");
+const FIXTURE: &str = include_str!("../tests/fixtures/contract_golden.json");
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -35,18 +30,16 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+type EntryResult = Result<Vec<u8>, EntryError>;
+
 fn run(case: &Case, codec: Codec, payload: &[u8]) -> EntryResult {
-    let cancel = CancelToken::new();
-    let ctx = CallContext {
-        codec,
-        payload,
-        cancel: &cancel,
-    };
-    match case.entry.as_str() {
-        "list_items" => ListItems.call(&ctx),
-        "compute" => Compute.call(&ctx),
-        other => panic!("{}: unknown entry {other}", case.name),
-    }
+    assert!(
+        ["list_items", "compute"].contains(&case.entry.as_str()),
+        "{}: unknown entry {}",
+        case.name,
+        case.entry
+    );
+    crate::call(&case.entry, codec, payload)
 }
 
 /// What the Python reference answered for `case` in `codec`.

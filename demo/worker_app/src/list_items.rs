@@ -4,10 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::fakedb::{CostKnobs, IsoTimestamp, Row, Title};
-use super::fields::{invalid, Fields};
-use super::{payload, CallContext, Entry, EntryError, EntryResult};
-use crate::cancel::CancelToken;
+use molt_worker::{CancelToken, Ctx, EntryError};
+
+use crate::fakedb::{CostKnobs, IsoTimestamp, Row, Title};
+use crate::fields::{invalid, Fields};
+use crate::DemoState;
 
 const USER_ID_MAX: i64 = 2_147_483_647;
 const Q_MAX_CHARS: usize = 100;
@@ -20,18 +21,8 @@ const CURSOR_PREFIX: &str = "v1:";
 const CANCEL_CHECK_ROWS: u32 = 256;
 
 /// The `list_items` entry.
-pub struct ListItems;
-
-impl Entry for ListItems {
-    fn name(&self) -> &'static str {
-        "list_items"
-    }
-
-    fn call(&self, ctx: &CallContext<'_>) -> EntryResult {
-        let query = ListQuery::parse(&Fields::decode(self.name(), ctx.codec, ctx.payload)?)?;
-        let page = query.run(&CostKnobs::from_env(), ctx.cancel)?;
-        payload::encode(ctx.codec, &page)
-    }
+pub fn list_items(fields: Fields, ctx: &Ctx<DemoState>) -> Result<Page, EntryError> {
+    ListQuery::parse(&fields)?.run(&ctx.state().cost, ctx.cancel_token())
 }
 
 /// A validated `list_items` request.
@@ -187,7 +178,7 @@ fn parse_cursor(cursor: &Value) -> Option<u32> {
 
 /// The reply. Field order is part of the contract (msgpack maps and JSON objects keep it).
 #[derive(Serialize)]
-struct Page {
+pub struct Page {
     items: Vec<Item>,
     next_cursor: Option<String>,
     counts: Counts,
@@ -211,16 +202,13 @@ struct Counts {
 
 #[cfg(test)]
 mod tests {
-    use molt_ipc_ring::frame::Codec;
+    use molt_worker::testing::ctx_with_state;
+    use molt_worker::{Codec, FromPayload, IntoReply, Payload};
 
     use super::*;
 
-    fn call(codec: Codec, payload: &[u8]) -> EntryResult {
-        ListItems.call(&CallContext {
-            codec,
-            payload,
-            cancel: &CancelToken::new(),
-        })
+    fn call(codec: Codec, payload: &[u8]) -> Result<Vec<u8>, EntryError> {
+        crate::call("list_items", codec, payload)
     }
 
     fn page(json: &str) -> Value {
@@ -360,19 +348,25 @@ mod tests {
 
     #[test]
     fn cancelled_scan_stops_with_cancelled() {
-        let cancel = CancelToken::new();
-        cancel.cancel();
-        let ctx = CallContext {
-            codec: Codec::Json,
-            payload: br#"{"user_id": 1, "rows": 200000}"#,
-            cancel: &cancel,
-        };
-        assert_eq!(ListItems.call(&ctx), Err(EntryError::Cancelled));
+        let ctx = ctx_with_state(DemoState::with_cost(CostKnobs::default()));
+        ctx.cancel_token().cancel();
+        let fields = query_fields(r#"{"user_id": 1, "rows": 200000}"#);
+        assert!(matches!(
+            list_items(fields, &ctx),
+            Err(EntryError::Cancelled)
+        ));
+    }
+
+    fn query_fields(json: &str) -> Fields {
+        Fields::from_payload(
+            "list_items",
+            Payload::new(Codec::Json, json.as_bytes().to_vec()),
+        )
+        .unwrap()
     }
 
     fn query(json: &str) -> ListQuery {
-        ListQuery::parse(&Fields::decode("list_items", Codec::Json, json.as_bytes()).unwrap())
-            .unwrap()
+        ListQuery::parse(&query_fields(json)).unwrap()
     }
 
     #[test]
@@ -387,8 +381,8 @@ mod tests {
         };
         let costly = query.run(&knobs, &cancel).unwrap();
         assert_eq!(
-            payload::encode(Codec::Json, &costly),
-            payload::encode(Codec::Json, &plain)
+            costly.into_reply(Codec::Json).unwrap(),
+            plain.into_reply(Codec::Json).unwrap()
         );
     }
 

@@ -31,7 +31,7 @@ struct Worker {
 
 impl Worker {
     fn start(manifest: &PathBuf, extra_args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker_test"))
             .arg("--stdio")
             .arg("--exports")
             .arg(manifest)
@@ -568,7 +568,7 @@ fn a_manifest_naming_an_unknown_entry_is_refused_with_one_line() {
 #[test]
 fn a_client_that_reads_late_gets_every_reply_in_order() {
     // Driven by hand: the helper's reader thread would read stdout at once.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker_test"))
         .arg("--stdio")
         .arg("--exports")
         .arg(repo_file("molt_exports.test.json"))

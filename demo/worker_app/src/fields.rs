@@ -2,24 +2,25 @@
 //! the Python reference's, so the payload is decoded as a loose map and every field is
 //! checked here, with the exact messages `docs/demo-contract.md` lists.
 
-use molt_ipc_ring::frame::Codec;
+use molt_worker::{EntryError, FromPayload, Payload};
 use serde_json::{Map, Value};
-
-use super::{payload, EntryError};
 
 /// A decoded payload map. Keys the entry does not know are ignored; a null value counts as
 /// absent.
 pub struct Fields(Map<String, Value>);
 
-impl Fields {
-    /// Decodes `bytes` and requires a map.
-    pub fn decode(entry: &str, codec: Codec, bytes: &[u8]) -> Result<Self, EntryError> {
-        match payload::decode::<Value>(entry, codec, bytes)? {
+/// The request of the contract's entries: the payload decoded in its codec, required to be
+/// a map.
+impl FromPayload for Fields {
+    fn from_payload(entry: &'static str, payload: Payload) -> Result<Self, EntryError> {
+        match payload.decode::<Value>(entry)? {
             Value::Object(map) => Ok(Fields(map)),
             _ => Err(invalid("payload must be a map")),
         }
     }
+}
 
+impl Fields {
     /// The value of `field`, unless absent or null.
     pub fn get(&self, field: &str) -> Option<&Value> {
         self.0.get(field).filter(|value| !value.is_null())
@@ -56,18 +57,21 @@ pub fn invalid(message: impl Into<String>) -> EntryError {
 
 #[cfg(test)]
 mod tests {
+    use molt_worker::Codec;
+
     use super::*;
 
+    fn decode(json: &str) -> Result<Fields, EntryError> {
+        Fields::from_payload("test", Payload::new(Codec::Json, json.as_bytes().to_vec()))
+    }
+
     fn fields(json: &str) -> Fields {
-        Fields::decode("test", Codec::Json, json.as_bytes()).unwrap()
+        decode(json).unwrap()
     }
 
     #[test]
     fn non_map_payload_is_refused() {
-        assert_eq!(
-            Fields::decode("test", Codec::Json, b"[1]").err(),
-            Some(invalid("payload must be a map"))
-        );
+        assert_eq!(decode("[1]").err(), Some(invalid("payload must be a map")));
     }
 
     #[test]

@@ -38,7 +38,7 @@ struct Worker {
 
 impl Worker {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker_test"))
             .arg("--stdio")
             .arg("--exports")
             .arg(repo_file("molt_exports.test.json"))

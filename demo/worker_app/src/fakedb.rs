@@ -2,10 +2,9 @@
 //! `demo/django_app/demoapp/contract.py` (pure Python) produces the same rows bit for bit.
 //! `docs/demo-contract.md` is the specification; nothing here allocates per row.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::cancel::CancelToken;
+use molt_worker::CancelToken;
 
 /// splitmix64's increment (the golden-ratio gamma).
 pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -217,7 +216,7 @@ fn put_digits(out: &mut [u8], mut value: u64) {
     }
 }
 
-/// Simulated database cost, read once per process from the environment; all 0 by default.
+/// Simulated database cost, read from the environment at start-up; all 0 by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CostKnobs {
     /// `MOLT_FAKE_DB_DELAY_MS`: a sleep per call (the round trip to the database).
@@ -258,10 +257,9 @@ impl CostKnobs {
         }
     }
 
-    /// This process's knobs, read from the environment on first use.
+    /// The knobs this process's environment sets.
     pub fn from_env() -> Self {
-        static KNOBS: OnceLock<CostKnobs> = OnceLock::new();
-        *KNOBS.get_or_init(|| CostKnobs::from_lookup(|name| std::env::var(name).ok()))
+        CostKnobs::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Sleeps the per-call delay; false when the token fired meanwhile.
