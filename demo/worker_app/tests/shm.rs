@@ -824,3 +824,62 @@ fn after_sigkill_only_the_socket_file_remains_and_it_refuses_connections() {
         .unwrap();
     assert!(matches!(err, HandshakeError::Io(_)), "{err}");
 }
+
+/// A client that stops reading with its response ring full holds up only its own
+/// connection: the worker's timer answers another client's calls at their deadlines, and
+/// SIGTERM still ends the worker (the stuck client's replies wait in its outbox for at most
+/// the one-second grace). Before replies were queued, the timer wrote the stuck client's
+/// Timeout into the full ring itself, waiting up to a second with every other deadline held
+/// up behind it.
+#[test]
+fn a_client_that_stops_reading_delays_no_other_clients_timeouts() {
+    let dir = TempDir::new("stuck-reader");
+    let mut worker = Worker::start(&socket_in(&dir), &["--ring-bytes", "65536"]);
+    let mut stuck = worker.connect();
+    let mut prompt = worker.connect();
+    let soon = |ms: u64| monotonic_now_ns() + ms * 1_000_000;
+    // Calls whose Timeouts the timer must reply into the stuck client's ring...
+    for request_id in 0..2 {
+        stuck.send(
+            &Frame::call(
+                request_id,
+                "sleep",
+                Codec::MsgPack,
+                &msgpack(&json!({"ms": 60_000})),
+            )
+            .with_deadline_ns(soon(50)),
+        );
+    }
+    // ...once echo replies have filled it: 8 KiB each, the ring holds 64 KiB.
+    for request_id in 10..22 {
+        stuck.call(request_id, "echo", Codec::Raw, &[7u8; 8192]);
+    }
+    // Deadlines 20 ms away; "late" means held up past what scheduling on a loaded machine
+    // explains, well under the second a blocked timer would have added.
+    let late_ns = 400_000_000;
+    for request_id in 100..120 {
+        let deadline = soon(20);
+        prompt.send(
+            &Frame::call(
+                request_id,
+                "sleep",
+                Codec::MsgPack,
+                &msgpack(&json!({"ms": 5_000})),
+            )
+            .with_deadline_ns(deadline),
+        );
+        let reply = prompt.recv();
+        let answered = monotonic_now_ns();
+        assert_eq!(
+            (reply.request_id, reply.status),
+            (request_id, Status::Timeout)
+        );
+        assert!(
+            answered < deadline + late_ns,
+            "call {request_id}: Timeout {} ms after its deadline",
+            (answered - deadline) / 1_000_000
+        );
+    }
+    worker.signal(libc::SIGTERM);
+    assert!(worker.wait().success());
+}

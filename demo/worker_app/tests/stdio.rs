@@ -4,122 +4,21 @@ mod common {
     pub mod process;
     pub mod reply;
     pub mod stdio_frames;
+    pub mod stdio_worker;
 }
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use molt_ipc_ring::frame::{Codec, Frame, Kind, Status, DEFAULT_MAX_FRAME_BYTES};
 use molt_ipc_ring::platform::clock::monotonic_now_ns;
 use serde_json::{json, Value};
 
-use common::process::{repo_file, send_signal, wait_for_exit, HANG_BOUND};
+use common::process::{repo_file, send_signal, wait_for_exit};
 use common::reply::{msgpack, Reply};
 use common::stdio_frames::{read_frame, write_frame};
-
-struct Worker {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    replies: Receiver<Reply>,
-    stdout_reader: Option<JoinHandle<()>>,
-}
-
-impl Worker {
-    fn start(manifest: &PathBuf, extra_args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_molt_worker_test"))
-            .arg("--stdio")
-            .arg("--exports")
-            .arg(manifest)
-            .args(extra_args)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start molt_worker");
-        let mut stdout = child.stdout.take().unwrap();
-        let (sender, replies) = mpsc::channel();
-        let stdout_reader = std::thread::spawn(move || {
-            while let Ok(bytes) = read_frame(&mut stdout) {
-                if sender.send(Reply::decode(&bytes)).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Self {
-            child,
-            stdin,
-            replies,
-            stdout_reader: Some(stdout_reader),
-        }
-    }
-
-    fn test_manifest(extra_args: &[&str]) -> Self {
-        Self::start(&repo_file("molt_exports.test.json"), extra_args)
-    }
-
-    fn send(&mut self, frame: &Frame<'_>) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        write_frame(stdin, frame).unwrap();
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        stdin.write_all(bytes).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn call(&mut self, request_id: u64, entry: &str, codec: Codec, payload: &[u8]) {
-        self.send(&Frame::call(request_id, entry, codec, payload));
-    }
-
-    fn recv(&self) -> Reply {
-        self.replies
-            .recv_timeout(HANG_BOUND)
-            .expect("a reply before the hang bound")
-    }
-
-    /// Replies until the pong for a ping sent now: the worker handles frames in order, so
-    /// every reply it decided before reading the ping comes first.
-    fn replies_until_pong(&mut self, ping_id: u64) -> Vec<Reply> {
-        self.send(&Frame::ping(ping_id));
-        let mut replies = Vec::new();
-        loop {
-            let reply = self.recv();
-            if reply.kind == Kind::Pong && reply.request_id == ping_id {
-                return replies;
-            }
-            replies.push(reply);
-        }
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin.take();
-    }
-
-    /// Closes stdin, waits for exit, and returns the exit status, every reply not yet read,
-    /// and stderr.
-    fn finish(mut self) -> (ExitStatus, Vec<Reply>, String) {
-        self.close_stdin();
-        let status = wait_for_exit(&mut self.child);
-        self.stdout_reader.take().unwrap().join().unwrap();
-        let rest = self.replies.try_iter().collect();
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (status, rest, stderr)
-    }
-}
+use common::stdio_worker::Worker;
 
 fn from_msgpack(bytes: &[u8]) -> Value {
     rmp_serde::from_slice(bytes).unwrap()

@@ -130,6 +130,21 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_async_entry_is_an_internal_error() {
+        async fn explode(_: (), _ctx: Ctx) -> Result<(), EntryError> {
+            panic!("boom")
+        }
+        let client = App::new()
+            .async_entry("explode", explode)
+            .test_client()
+            .unwrap();
+        assert_eq!(
+            client.call_json::<_, ()>("explode", &()),
+            Err(EntryError::Internal("internal error".into()))
+        );
+    }
+
+    #[test]
     fn a_panic_is_an_internal_error() {
         let client = with_test_entries(App::new()).test_client().unwrap();
         assert_eq!(

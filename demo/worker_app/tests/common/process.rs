@@ -1,4 +1,6 @@
 //! Starting and stopping the real `molt_worker` binary from a test.
+// Shared by several test binaries, each of which uses a part.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};

@@ -1,4 +1,6 @@
 //! Replies as a client reads them, owned so they outlive the buffer they were decoded from.
+// Shared by several test binaries, each of which uses a part.
+#![allow(dead_code)]
 
 use molt_ipc_ring::frame::{self, Codec, Kind, Metrics, Status};
 use serde_json::Value;
