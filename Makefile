@@ -28,8 +28,13 @@ $(VENV)/.installed: requirements-dev.txt client-py/pyproject.toml $(NATIVE_SOURC
 
 setup: $(VENV)/.installed
 
+# The template user crate (examples/worker-app) is a workspace of its own, as a user's crate
+# is; it shares target/ so that the dependencies are built once.
+EXAMPLE_WORKER := --manifest-path examples/worker-app/Cargo.toml --target-dir target
+
 build:
 	$(CARGO) build --workspace --bins
+	$(CARGO) build $(EXAMPLE_WORKER)
 
 build-release:
 	$(CARGO) build --release -p molt-demo-worker --bin molt_worker
@@ -38,6 +43,7 @@ test: setup build test-rust test-loom test-python test-reliability
 
 test-rust:
 	$(CARGO) test --workspace
+	$(CARGO) test $(EXAMPLE_WORKER)
 
 # loom explores the ring's and the sleep/wake handshake's interleavings (bounded preemptions).
 # Its own target dir: the loom cfg would otherwise rebuild every dependency in target/.
@@ -52,6 +58,7 @@ test-python: setup build
 	$(PY) -m pytest -q client-py/tests
 	$(PY) -m pytest -q client-py/native/tests
 	$(PY) -m pytest -q demo/django_app/tests
+	$(PY) -m pytest -q examples/worker-app/tests
 
 # docs/reliability.md: the committed fuzz corpora replayed on stable (fuzz/ is outside the
 # workspace), then tests/: the short chaos (50 kill cycles), overload, security and Python
