@@ -128,7 +128,7 @@ def main() -> None:
         _shm.SPIN_NS = int(args.client_spin_us * 1000)
     worker_cmd = [args.worker] + ([] if args.worker_spin_us is None else ["--spin-us", str(args.worker_spin_us)])
     if not Path(args.worker).is_file():
-        raise SystemExit(f"{args.worker} is missing: cargo build --release -p molt-worker")
+        raise SystemExit(f"{args.worker} is missing: make build-release")
 
     pinned = ", client pinned to CPU 0 and worker to CPU 1" if args.pin else ""
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, client spin {_shm.SPIN_NS / 1000:g} µs{pinned}, {load()}")

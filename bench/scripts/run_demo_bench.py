@@ -464,7 +464,7 @@ def main() -> int:
 
     profile = PROFILES[args.profile]
     if not args.worker_bin.exists():
-        parser.error(f"{args.worker_bin} does not exist: run `cargo build --release -p molt-worker` (make demo does)")
+        parser.error(f"{args.worker_bin} does not exist: run `cargo build --release -p molt-demo-worker --bin molt_worker` (make demo does)")
     transport = args.transport or default_transport(args.worker_bin)
     tool = find_load_tool(args.load_tool)
     started_at = dt.datetime.now(dt.UTC)

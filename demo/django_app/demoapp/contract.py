@@ -2,7 +2,7 @@
 must match byte for byte.
 
 `docs/demo-contract.md` is the specification; this module and
-`worker/src/entries/{fakedb,list_items,compute}.rs` implement it. Nothing here imports Django,
+`demo/worker_app/src/{fakedb,list_items,compute}.rs` implement it. Nothing here imports Django,
 so the module can be used (and tested) on its own:
 
 >>> from demoapp.contract import list_items

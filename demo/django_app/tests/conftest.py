@@ -38,7 +38,7 @@ def _available_transports() -> list[str]:
     """Both transports, always: a build that lost one must fail here, not skip it quietly."""
     worker_bin = os.environ["MOLT_WORKER_BIN"]
     if not Path(worker_bin).exists():
-        raise RuntimeError(f"{worker_bin} does not exist: build the worker first (cargo build -p molt-worker)")
+        raise RuntimeError(f"{worker_bin} does not exist: build the worker first (make build)")
     return ["stdio", "shm"]
 
 

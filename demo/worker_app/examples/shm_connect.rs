@@ -3,7 +3,7 @@
 //! is killed). Used by `tests/shm.rs` to connect from another process: as another user
 //! (`setpriv`), or as a client to kill with SIGKILL.
 //!
-//! `cargo run -p molt-worker --example shm_connect -- /run/molt/worker.sock`
+//! `cargo run -p molt-demo-worker --example shm_connect -- /run/molt/worker.sock`
 //!
 //! Prints `attached` and exits 0 when stdin closes, or prints `refused: REASON` and exits 1.
 
