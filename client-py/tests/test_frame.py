@@ -100,7 +100,7 @@ def test_a_length_mismatch_breaks_the_stream() -> None:
 
 @pytest.mark.parametrize(
     ("offset", "value", "reason"),
-    [(5, 42, "kind"), (6, 9, "codec"), (7, 8, "status"), (8, 2, "flag"), (14, 1, "reserved")],
+    [(5, 42, "kind"), (6, 9, "codec"), (7, 9, "status"), (8, 2, "flag"), (14, 1, "reserved")],
 )
 def test_an_unknown_field_is_answerable_with_the_request_id(offset: int, value: int, reason: str) -> None:
     data = bytearray(encode_frame(Frame(kind=Kind.PING, request_id=11)))

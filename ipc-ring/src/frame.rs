@@ -141,11 +141,15 @@ pub enum Status {
     InternalError = 6,
     /// The request frame was not understood.
     ProtocolError = 7,
+    /// A service the entry needs (its database, say) is unavailable; nothing was done, and
+    /// a later call may succeed. Added in molt 0.2: an older peer reads it as an unknown
+    /// status (a ProtocolError).
+    Unavailable = 8,
 }
 
 impl Status {
     /// Every status, in wire order.
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Self::Ok,
         Self::InvalidInput,
         Self::NotFound,
@@ -154,6 +158,7 @@ impl Status {
         Self::Cancelled,
         Self::InternalError,
         Self::ProtocolError,
+        Self::Unavailable,
     ];
 
     /// The status with this wire value, if any.
@@ -172,6 +177,7 @@ impl Status {
             Self::Cancelled => "Cancelled",
             Self::InternalError => "InternalError",
             Self::ProtocolError => "ProtocolError",
+            Self::Unavailable => "Unavailable",
         }
     }
 }

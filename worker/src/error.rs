@@ -26,6 +26,13 @@ pub enum EntryError {
     /// A resource the entry needs is exhausted (a connection pool, say): try again later
     /// (status Busy).
     Busy(String),
+    /// A limit of the entry's own ran out before its work finished (a query bounded below
+    /// the call's deadline, say) (status Timeout). The call's own deadline needs no error:
+    /// the runtime answers Timeout at it, whatever the entry is doing.
+    Timeout(String),
+    /// A service the entry needs is unavailable (its database is down or refuses the login):
+    /// nothing was done, a later call may succeed (status Unavailable).
+    Unavailable(String),
     /// The entry saw its token fire and stopped (status Cancelled; the runtime usually has
     /// answered already with the reason the token fired).
     Cancelled,
@@ -44,6 +51,8 @@ impl EntryError {
         match self {
             Self::InvalidInput(_) => Status::InvalidInput,
             Self::Busy(_) => Status::Busy,
+            Self::Timeout(_) => Status::Timeout,
+            Self::Unavailable(_) => Status::Unavailable,
             Self::Cancelled => Status::Cancelled,
             Self::Internal(_) => Status::InternalError,
         }
@@ -52,7 +61,11 @@ impl EntryError {
     /// The message the reply carries.
     pub fn message(&self) -> &str {
         match self {
-            Self::InvalidInput(message) | Self::Busy(message) | Self::Internal(message) => message,
+            Self::InvalidInput(message)
+            | Self::Busy(message)
+            | Self::Timeout(message)
+            | Self::Unavailable(message)
+            | Self::Internal(message) => message,
             Self::Cancelled => "cancelled",
         }
     }

@@ -19,6 +19,7 @@ from ._exceptions import (
     NotFound,
     ProtocolError,
     Timeout,
+    Unavailable,
     WorkerUnavailable,
 )
 from ._hooks import CallMetrics, Hooks, JsonlMetrics
@@ -40,4 +41,5 @@ __all__ = [
     "Cancelled",
     "InternalError",
     "ProtocolError",
+    "Unavailable",
 ]

@@ -12,7 +12,8 @@ Every failure of a call is a :class:`MoltError`; its kind tells what happened::
     ├── NotFound            no such entry, or the exports manifest does not enable it
     ├── Cancelled           the call was cancelled before it finished
     ├── InternalError       the entry failed through no fault of the caller
-    └── ProtocolError       a frame was not understood (by either side)
+    ├── ProtocolError       a frame was not understood (by either side)
+    └── Unavailable         a service the entry needs (a database) is down; the worker is up
 
 Catch :class:`MoltError`, or one kind of it. Arguments a call cannot
 take (an unknown codec, a non-positive ``timeout_ms``, an empty entry name) are caller bugs
@@ -34,6 +35,7 @@ __all__ = [
     "Cancelled",
     "InternalError",
     "ProtocolError",
+    "Unavailable",
     "error_for_status",
 ]
 
@@ -116,9 +118,26 @@ class ProtocolError(MoltError):
     status = "ProtocolError"
 
 
+class Unavailable(MoltError):
+    """A service the entry needs (its database, say) is unavailable; nothing was done, and a
+    later call may succeed. The worker itself is up: this is not :class:`WorkerUnavailable`."""
+
+    status = "Unavailable"
+
+
 _BY_STATUS: dict[str, type[MoltError]] = {
     cls.status: cls
-    for cls in (WorkerUnavailable, Busy, Timeout, InvalidInput, NotFound, Cancelled, InternalError, ProtocolError)
+    for cls in (
+        WorkerUnavailable,
+        Busy,
+        Timeout,
+        InvalidInput,
+        NotFound,
+        Cancelled,
+        InternalError,
+        ProtocolError,
+        Unavailable,
+    )
 }
 
 

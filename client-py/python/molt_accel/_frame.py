@@ -83,6 +83,7 @@ class Status(enum.IntEnum):
     CANCELLED = 5
     INTERNAL_ERROR = 6
     PROTOCOL_ERROR = 7
+    UNAVAILABLE = 8
 
     @property
     def wire_name(self) -> str:
@@ -99,6 +100,7 @@ _STATUS_NAMES = {
     Status.CANCELLED: "Cancelled",
     Status.INTERNAL_ERROR: "InternalError",
     Status.PROTOCOL_ERROR: "ProtocolError",
+    Status.UNAVAILABLE: "Unavailable",
 }
 # Plain dicts: enum construction by value is several times slower than a lookup, and decode
 # runs once per reply.

@@ -39,6 +39,7 @@ InvalidInput       400
 NotFound           500 (the view names an entry the worker does not export: misconfiguration)
 InternalError      500
 ProtocolError      500
+Unavailable        503 + Retry-After (a service the entry needs, such as its database, is down)
 Cancelled          499 (nginx's "client closed request"; only seen if the worker cancels a
                    call on its own, e.g. when it is shutting down)
 =================  ======================================================================
@@ -84,6 +85,7 @@ STATUS_CODES: Mapping[str, int] = {
     "InternalError": 500,
     "ProtocolError": 500,
     "Cancelled": 499,
+    "Unavailable": 503,
 }
 _RETRY_AFTER_STATUSES = (429, 503)
 _METRICS_ENV = "MOLT_DEMO_METRICS_PATH"
