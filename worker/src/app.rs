@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::ctx::Ctx;
 use crate::entry::{self, Handler};
 use crate::error::EntryError;
+use crate::metrics::MetricsSource;
 use crate::payload::{FromPayload, IntoReply};
 
 /// An error from building an app's state; shown on stderr when the worker fails to start.
@@ -234,6 +235,7 @@ pub struct Startup<'a> {
     runtime: &'a tokio::runtime::Handle,
     /// Sections `settings` was asked for; any other one in the manifest is refused.
     read: Mutex<Vec<String>>,
+    metrics: Mutex<Vec<Arc<dyn MetricsSource>>>,
 }
 
 impl<'a> Startup<'a> {
@@ -247,6 +249,7 @@ impl<'a> Startup<'a> {
             enabled,
             runtime,
             read: Mutex::new(Vec::new()),
+            metrics: Mutex::new(Vec::new()),
         }
     }
 
@@ -289,6 +292,16 @@ impl<'a> Startup<'a> {
     /// Runs an async set-up to completion on the runtime (connecting to a service, say).
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
+    }
+
+    /// Adds the metrics of a library the app uses (a database pool, say) to the worker's:
+    /// shown in its Prometheus text and logged in its interval log.
+    pub fn add_metrics(&self, source: Arc<dyn MetricsSource>) {
+        self.metrics.lock().push(source);
+    }
+
+    pub(crate) fn into_metrics(self) -> Vec<Arc<dyn MetricsSource>> {
+        self.metrics.into_inner()
     }
 
     /// The manifest's settings sections nobody asked for.

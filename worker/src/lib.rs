@@ -57,7 +57,7 @@ mod entry;
 mod error;
 mod logging;
 mod manifest;
-mod metrics;
+pub mod metrics;
 mod observe;
 mod payload;
 mod serve;

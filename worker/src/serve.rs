@@ -9,7 +9,7 @@ use crate::config::{self, Command, Config, Transport};
 use crate::dispatcher::{Dispatcher, EnabledEntry, Limits, ReplyObserver};
 use crate::logging;
 use crate::manifest::Manifest;
-use crate::metrics::{self, WorkerMetrics};
+use crate::metrics::{self, MetricsSource, WorkerMetrics};
 use crate::observe;
 use crate::transport::shm::Shm;
 use crate::transport::stdio::Stdio;
@@ -100,7 +100,7 @@ pub(crate) fn build_state<S>(
     init: Init<S>,
     manifest: &Manifest,
     runtime: &tokio::runtime::Handle,
-) -> Result<Arc<S>, Failure> {
+) -> Result<(Arc<S>, Vec<Arc<dyn MetricsSource>>), Failure> {
     let enabled: Vec<&str> = manifest.entries.keys().map(String::as_str).collect();
     let startup = Startup::new(&manifest.settings, &enabled, runtime);
     let state = init(&startup).map_err(|err| format!("cannot build the worker's state: {err}"))?;
@@ -110,7 +110,7 @@ pub(crate) fn build_state<S>(
         )
         .into());
     }
-    Ok(Arc::new(state))
+    Ok((Arc::new(state), startup.into_metrics()))
 }
 
 fn run<S: Send + Sync + 'static>(app: App<S>, config: &Config) -> Result<Ended, Failure> {
@@ -128,14 +128,14 @@ fn run<S: Send + Sync + 'static>(app: App<S>, config: &Config) -> Result<Ended, 
         .enable_time()
         .enable_io()
         .build()?;
-    let state = build_state(init, &manifest, runtime.handle())?;
+    let (state, metrics_sources) = build_state(init, &manifest, runtime.handle())?;
     let mut enabled = enabled_entries(registrations, &mut manifest, &state);
     let names = enabled
         .iter()
         .map(EnabledEntry::name)
         .chain([metrics::entry::NAME])
         .collect();
-    let metrics = WorkerMetrics::start(&config.metrics, names, config.max_queue)?;
+    let metrics = WorkerMetrics::start(&config.metrics, names, config.max_queue, metrics_sources)?;
     if let Some(path) = metrics.log_path() {
         log::info!("metrics: interval log {}", path.display());
     }

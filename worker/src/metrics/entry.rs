@@ -59,7 +59,7 @@ mod tests {
             dir: None,
             interval: Duration::from_secs(10),
         };
-        let metrics = WorkerMetrics::start(&config, vec!["echo", NAME], 4).unwrap();
+        let metrics = WorkerMetrics::start(&config, vec!["echo", NAME], 4, Vec::new()).unwrap();
         let entry = enabled(Arc::clone(&metrics));
         assert_eq!(entry.name(), "__metrics__");
         let reply = scrape(&metrics, Codec::Raw).unwrap();

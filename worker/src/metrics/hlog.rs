@@ -151,6 +151,26 @@ pub fn write_interval<'s>(
     Ok(())
 }
 
+/// Writes one interval of histograms tagged by the app's libraries (their tags are checked:
+/// one with a comma, a space or a line break would break the line and is skipped, logged).
+pub fn write_tagged(
+    writer: &mut LogWriter<'_, '_>,
+    tagged: &[(String, hdrhistogram::Histogram<u64>)],
+    start: Duration,
+    length: Duration,
+) -> io::Result<()> {
+    for (tag, histogram) in tagged {
+        if tag.is_empty() || tag.contains([',', ' ', '\n', '\r']) {
+            log::warn!("metrics: skipped a histogram with the unusable tag {tag:?}");
+            continue;
+        }
+        writer
+            .write_histogram(histogram, start, length, Tag::new(tag))
+            .map_err(|err| io::Error::other(err.to_string()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,13 +12,24 @@
 //! - [`prometheus`] renders the text exposition, served by the `__metrics__` entry
 //!   ([`entry`]) and, with `--metrics-listen`, over HTTP ([`http`]).
 //!
-//! See docs/operations.md for how to read all of it.
+//! - A library the app uses adds metrics of its own through [`MetricsSource`], registered
+//!   with `Startup::add_metrics`: shown in the same text and logged in the same intervals.
+//!
+//! See docs/operations.md for how to read all of it. Public: [`MetricsSource`],
+//! [`Exposition`], [`MetricKind`], [`new_histogram`] and [`Histogram`]; the rest is the
+//! worker's own.
 
-pub mod entry;
-pub mod histograms;
-pub mod hlog;
-pub mod http;
-pub mod prometheus;
+pub(crate) mod entry;
+pub(crate) mod histograms;
+pub(crate) mod hlog;
+pub(crate) mod http;
+pub(crate) mod prometheus;
+mod source;
+
+pub use hdrhistogram::Histogram;
+
+pub use self::histograms::new_histogram;
+pub use self::source::{Exposition, MetricKind, MetricsSource};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -33,13 +44,15 @@ use self::histograms::{Recorder, Sample};
 use crate::dispatcher::{ReplyObserver, Timings};
 
 /// Reads the admission queue's depth now (the dispatcher exists only after the metrics do).
-pub type DepthGauge = Box<dyn Fn() -> u32 + Send + Sync>;
+pub(crate) type DepthGauge = Box<dyn Fn() -> u32 + Send + Sync>;
 
 /// All of the worker's metrics; shared by the dispatcher (through [`ReplyObserver`]), the
 /// `__metrics__` entry, the HTTP endpoint, signal handlers and the dump thread.
-pub struct WorkerMetrics {
+pub(crate) struct WorkerMetrics {
     /// `None` with `--no-metrics`: nothing is recorded, only the gauges are shown.
     recorder: Option<Recorder>,
+    /// The app's libraries' metrics (molt-db's, ...), shown and logged with the worker's.
+    sources: Vec<Arc<dyn MetricsSource>>,
     harvested: Mutex<Vec<Harvested>>,
     queue_depth: OnceLock<DepthGauge>,
     queue_capacity: usize,
@@ -80,7 +93,7 @@ struct DumpRequests {
 
 /// How the metrics are set up; from the command line.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// Record at all (`--no-metrics` turns it off, to measure what recording costs).
     pub record: bool,
     /// Where the interval log goes (`--metrics-dir`); no log without it.
@@ -97,11 +110,13 @@ impl WorkerMetrics {
         config: &MetricsConfig,
         names: Vec<&'static str>,
         queue_capacity: usize,
+        sources: Vec<Arc<dyn MetricsSource>>,
     ) -> std::io::Result<Arc<Self>> {
         let harvested = names.iter().map(|_| Harvested::default()).collect();
         let recorder = config.record.then(|| Recorder::new(names));
         let mut metrics = Self {
             recorder,
+            sources,
             harvested: Mutex::new(harvested),
             queue_depth: OnceLock::new(),
             queue_capacity,
@@ -173,16 +188,23 @@ impl WorkerMetrics {
             queue_depth: self.queue_depth.get().map_or(0, |gauge| gauge()),
             queue_capacity: self.queue_capacity,
         };
-        let Some(recorder) = &self.recorder else {
-            return prometheus::render(&gauges, None::<[(&'static str, &Sample); 0]>);
+        let mut text = match &self.recorder {
+            None => prometheus::render(&gauges, None::<[(&'static str, &Sample); 0]>),
+            Some(recorder) => {
+                let harvested = self.harvest(recorder);
+                let samples = recorder
+                    .names()
+                    .iter()
+                    .copied()
+                    .zip(harvested.iter().map(|entry| &entry.since_start));
+                prometheus::render(&gauges, Some(samples))
+            }
         };
-        let harvested = self.harvest(recorder);
-        let samples = recorder
-            .names()
-            .iter()
-            .copied()
-            .zip(harvested.iter().map(|entry| &entry.since_start));
-        prometheus::render(&gauges, Some(samples))
+        let mut exposition = Exposition::new(&mut text);
+        for source in &self.sources {
+            source.expose(&mut exposition);
+        }
+        text
     }
 
     /// Moves what every entry recorded since the last harvest into its totals; returns them,
@@ -249,7 +271,13 @@ impl WorkerMetrics {
                 .iter()
                 .copied()
                 .zip(harvested.iter().map(|entry| &entry.since_dump));
-            match hlog::write_interval(&mut writer, samples, start, length) {
+            let mut extra = Vec::new();
+            for source in &self.sources {
+                source.take_interval(&mut extra);
+            }
+            let written = hlog::write_interval(&mut writer, samples, start, length)
+                .and_then(|()| hlog::write_tagged(&mut writer, &extra, start, length));
+            match written {
                 Ok(()) => failed = false,
                 // Once per run of failures, not once per interval.
                 Err(err) if !failed => {
@@ -306,7 +334,8 @@ mod tests {
 
     #[test]
     fn prometheus_counts_every_reply_across_harvests() {
-        let metrics = WorkerMetrics::start(&config(None), vec!["echo", "compute"], 8).unwrap();
+        let metrics =
+            WorkerMetrics::start(&config(None), vec!["echo", "compute"], 8, Vec::new()).unwrap();
         metrics.watch_queue_depth(Box::new(|| 5));
         reply(&metrics, 1, Status::Ok);
         let first = metrics.prometheus_text();
@@ -330,7 +359,7 @@ mod tests {
             record: false,
             ..config(None)
         };
-        let metrics = WorkerMetrics::start(&config, vec!["echo"], 8).unwrap();
+        let metrics = WorkerMetrics::start(&config, vec!["echo"], 8, Vec::new()).unwrap();
         reply(&metrics, 0, Status::Ok);
         assert!(!metrics.prometheus_text().contains("replies_total"));
     }
@@ -338,7 +367,8 @@ mod tests {
     #[test]
     fn dumps_on_request_and_at_finish_log_each_reply_once() {
         let dir = std::env::temp_dir().join(format!("molt-metrics-test-{}", std::process::id()));
-        let metrics = WorkerMetrics::start(&config(Some(dir.clone())), vec!["echo"], 8).unwrap();
+        let metrics =
+            WorkerMetrics::start(&config(Some(dir.clone())), vec!["echo"], 8, Vec::new()).unwrap();
         let path = metrics.log_path().unwrap().to_owned();
         reply(&metrics, 0, Status::Ok);
         reply(&metrics, 0, Status::Ok);
@@ -366,6 +396,52 @@ mod tests {
         assert_eq!(written.len(), 2, "one interval on request, one at finish");
         let counts: Vec<u64> = written.iter().map(|line| decode_count(line)).collect();
         assert_eq!(counts, [2, 1]);
+    }
+
+    /// A library's metrics: one latency histogram, handed out once per interval.
+    struct Lookups(Mutex<Histogram<u64>>);
+
+    impl MetricsSource for Lookups {
+        fn expose(&self, out: &mut Exposition<'_>) {
+            out.family("lib_lookup_seconds", MetricKind::Histogram, "Lookups.");
+            let values = self.0.lock();
+            out.latency_histogram("lib_lookup_seconds", &[("table", "t")], &values, 2_000);
+        }
+
+        fn take_interval(&self, out: &mut Vec<(String, Histogram<u64>)>) {
+            let mut values = self.0.lock();
+            out.push(("lib.lookup".to_owned(), values.clone()));
+            values.reset();
+        }
+    }
+
+    #[test]
+    fn a_librarys_metrics_are_shown_and_logged_with_the_workers() {
+        let dir = std::env::temp_dir().join(format!("molt-metrics-source-{}", std::process::id()));
+        let mut values = new_histogram();
+        values.record(2_000).unwrap();
+        let source: Arc<dyn MetricsSource> = Arc::new(Lookups(Mutex::new(values)));
+        let metrics =
+            WorkerMetrics::start(&config(Some(dir.clone())), vec!["echo"], 8, vec![source])
+                .unwrap();
+        let text = metrics.prometheus_text();
+        assert!(
+            text.contains("# TYPE lib_lookup_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lib_lookup_seconds_count{table=\"t\"} 1\n"),
+            "{text}"
+        );
+        let path = metrics.log_path().unwrap().to_owned();
+        metrics.finish();
+        let log = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let line = log
+            .lines()
+            .find(|line| line.starts_with("Tag=lib.lookup,"))
+            .expect("tagged");
+        assert_eq!(decode_count(line), 1);
     }
 
     fn decode_count(line: &str) -> u64 {

@@ -17,7 +17,7 @@ use super::histograms::{Sample, Series};
 
 /// Upper bounds of the latency buckets, in nanoseconds: 1 µs to 60 s in 1-2.5-5 steps, which
 /// spans an inline echo over shared memory and a compute call at its deadline.
-const LATENCY_BOUNDS_NS: [u64; 24] = [
+pub(super) const LATENCY_BOUNDS_NS: [u64; 24] = [
     1_000,
     2_500,
     5_000,
@@ -123,7 +123,7 @@ pub fn render<'s>(
             histogram(
                 &mut out,
                 name,
-                entry,
+                &[("entry", entry)],
                 sample.histogram(series),
                 &LATENCY_BOUNDS_NS,
                 seconds,
@@ -142,7 +142,7 @@ pub fn render<'s>(
         histogram(
             &mut out,
             "molt_worker_queue_depth_at_arrival",
-            entry,
+            &[("entry", entry)],
             sample.histogram(Series::QueueDepth),
             &depth_bounds,
             |depth| depth.to_string(),
@@ -165,12 +165,17 @@ fn depth_bounds(capacity: usize) -> Vec<u64> {
     bounds
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     // Writing to a String cannot fail.
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+pub(super) fn line(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -200,11 +205,12 @@ fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
-/// One entry's `_bucket` lines (cumulative, ending with `+Inf`), `_sum` and `_count`.
-fn histogram(
+/// One series' `_bucket` lines (cumulative, ending with `+Inf`), `_sum` and `_count`, each
+/// with `labels` (and `le` on the buckets).
+pub(super) fn histogram(
     out: &mut String,
     name: &str,
-    entry: &str,
+    labels: &[(&str, &str)],
     values: &Histogram<u64>,
     bounds: &[u64],
     show_bound: impl Fn(u64) -> String,
@@ -218,28 +224,23 @@ fn histogram(
         }
     }
     let bucket_name = format!("{name}_bucket");
+    let bucket_line = |out: &mut String, le: &str, count: u64| {
+        let mut bucket_labels = labels.to_vec();
+        bucket_labels.push(("le", le));
+        line(out, &bucket_name, &bucket_labels, count);
+    };
     let mut cumulative = 0;
     for (bound, count) in bounds.iter().zip(in_bucket) {
         cumulative += count;
-        line(
-            out,
-            &bucket_name,
-            &[("entry", entry), ("le", &show_bound(*bound))],
-            cumulative,
-        );
+        bucket_line(out, &show_bound(*bound), cumulative);
     }
     let total = values.len();
-    line(
-        out,
-        &bucket_name,
-        &[("entry", entry), ("le", "+Inf")],
-        total,
-    );
-    line(out, &format!("{name}_sum"), &[("entry", entry)], sum);
-    line(out, &format!("{name}_count"), &[("entry", entry)], total);
+    bucket_line(out, "+Inf", total);
+    line(out, &format!("{name}_sum"), labels, sum);
+    line(out, &format!("{name}_count"), labels, total);
 }
 
-fn seconds(nanos: u64) -> String {
+pub(super) fn seconds(nanos: u64) -> String {
     // f64 keeps nanoseconds exact up to 104 days; Display prints the shortest exact form.
     format!("{}", nanos as f64 / 1e9)
 }

@@ -58,7 +58,7 @@ impl<S: Send + Sync + 'static> App<S> {
                 settings: Default::default(),
             },
         };
-        let state = serve::build_state(init, &manifest, runtime.handle())
+        let (state, _metrics) = serve::build_state(init, &manifest, runtime.handle())
             .map_err(|err| BoxError::from(err.to_string()))?;
         let entries = serve::enabled_entries(registrations, &mut manifest, &state);
         Ok(TestClient {
