@@ -17,6 +17,9 @@ use crate::transport::Ended;
 
 type Failure = Box<dyn std::error::Error>;
 
+/// The app's state, and the metrics its libraries registered while building it.
+pub(crate) type BuiltState<S> = (Arc<S>, Vec<Arc<dyn MetricsSource>>);
+
 /// Exit codes: 0 after EOF on stdin (with `--stdio`) or SIGTERM, 1 when start-up fails
 /// (unreadable or invalid exports manifest, state that cannot be built, ...), 2 on a usage
 /// error, 3 after a broken input stream.
@@ -100,7 +103,7 @@ pub(crate) fn build_state<S>(
     init: Init<S>,
     manifest: &Manifest,
     runtime: &tokio::runtime::Handle,
-) -> Result<(Arc<S>, Vec<Arc<dyn MetricsSource>>), Failure> {
+) -> Result<BuiltState<S>, Failure> {
     let enabled: Vec<&str> = manifest.entries.keys().map(String::as_str).collect();
     let startup = Startup::new(&manifest.settings, &enabled, runtime);
     let state = init(&startup).map_err(|err| format!("cannot build the worker's state: {err}"))?;

@@ -23,6 +23,7 @@ mod sleep;
 mod spin;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use molt_ipc_ring::frame::Codec;
 use serde::Deserialize;
@@ -95,8 +96,81 @@ pub fn ctx() -> Ctx<()> {
 /// assert_eq!(ctx.state().len(), 3);
 /// ```
 pub fn ctx_with_state<S>(state: S) -> Ctx<S> {
-    let scope = detached_scope("test", Codec::MsgPack, CancelToken::new());
-    Ctx::new(scope, Arc::new(state))
+    CtxBuilder::new(state).build()
+}
+
+/// A context with the parts a test chooses: entry name, codec, deadline, token.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use molt_worker::{CancelToken, testing::CtxBuilder};
+///
+/// let token = CancelToken::new();
+/// let ctx = CtxBuilder::new(())
+///     .entry("writer")
+///     .deadline(Instant::now() + Duration::from_millis(50))
+///     .cancel_token(token.clone())
+///     .build();
+/// assert_eq!(ctx.entry(), "writer");
+/// assert!(ctx.remaining().unwrap() <= Duration::from_millis(50));
+/// token.cancel();
+/// assert!(ctx.is_cancelled());
+/// ```
+pub struct CtxBuilder<S> {
+    state: S,
+    entry: &'static str,
+    codec: Codec,
+    deadline: Option<Instant>,
+    cancel: CancelToken,
+}
+
+impl<S> CtxBuilder<S> {
+    /// Entry `test`, codec MsgPack, no deadline, a fresh token.
+    pub fn new(state: S) -> Self {
+        Self {
+            state,
+            entry: "test",
+            codec: Codec::MsgPack,
+            deadline: None,
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// The entry the call is to.
+    pub fn entry(mut self, entry: &'static str) -> Self {
+        self.entry = entry;
+        self
+    }
+
+    /// The call's codec.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The call's deadline.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The call's token (keep a clone to fire it).
+    pub fn cancel_token(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The context.
+    pub fn build(self) -> Ctx<S> {
+        let scope = Arc::new(CallScope {
+            request_id: 0,
+            entry: self.entry,
+            codec: self.codec,
+            deadline: self.deadline,
+            cancel: self.cancel,
+        });
+        Ctx::new(scope, Arc::new(self.state))
+    }
 }
 
 /// The scope of a call made outside any transport.
