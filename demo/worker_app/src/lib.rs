@@ -5,6 +5,8 @@
 //! - `echo`, `health`: inline, for transport overhead and liveness.
 //! - `list_items`: the typical list endpoint, over a deterministic fake database.
 //! - `compute`: a CPU-bound kernel.
+//! - `items_page`: a page of items from PostgreSQL, on molt-db (the `/db/entry` endpoint);
+//!   `querysets`: molt-db's entry for the Django queryset adapter (`/db/offload`).
 //!
 //! The `molt_worker` binary runs [`app`] with the repository's `molt_exports.json`;
 //! `molt_worker_test` adds molt-worker's test entries (`sleep`, `spin`, `panic`, ...) and
@@ -24,11 +26,15 @@ mod echo;
 mod fakedb;
 mod fields;
 mod health;
+mod items_page;
 mod list_items;
 
 use std::time::Instant;
 
-use molt_worker::App;
+#[cfg(test)]
+use molt_db::DbSettings;
+use molt_db::{Db, Query};
+use molt_worker::{App, Ctx, EntryError};
 
 use crate::fakedb::CostKnobs;
 
@@ -44,30 +50,82 @@ pub struct DemoState {
     started: Instant,
     /// The fake database's simulated cost (`MOLT_FAKE_DB_*`), read from the environment.
     cost: CostKnobs,
+    /// The demo's PostgreSQL (the manifest's `settings.database`; the DSN in `MOLT_PG_DSN`).
+    db: Db,
 }
 
 impl DemoState {
-    fn with_cost(cost: CostKnobs) -> Self {
+    fn new(cost: CostKnobs, db: Db) -> Self {
         Self {
             started: Instant::now(),
             cost,
+            db,
         }
+    }
+
+    /// A state for unit tests of the entries that use no database.
+    #[cfg(test)]
+    fn with_cost(cost: CostKnobs) -> Self {
+        let no_database = DbSettings {
+            dsn_env: "MOLT_DEMO_TEST_NO_DATABASE".into(),
+            ..DbSettings::default()
+        };
+        Self::new(
+            cost,
+            Db::new(no_database).expect("a database without a DSN builds"),
+        )
+    }
+}
+
+impl AsRef<Db> for DemoState {
+    fn as_ref(&self) -> &Db {
+        &self.db
     }
 }
 
 /// The demo worker: its state, its entries and its default manifest.
 pub fn app() -> App<DemoState> {
-    App::with_state(|_startup| Ok(DemoState::with_cost(CostKnobs::from_env())))
-        .inline_entry("echo", echo::echo)
-        .inline_entry("health", health::health)
-        .entry("list_items", list_items::list_items)
-        .entry("compute", compute::compute)
-        .exports(EXPORTS)
+    App::with_state(|startup| {
+        let db = Db::new(startup.settings("database")?.unwrap_or_default())?;
+        startup.add_metrics(db.metrics());
+        Ok(DemoState::new(CostKnobs::from_env(), db))
+    })
+    .inline_entry("echo", echo::echo)
+    .inline_entry("health", health::health)
+    .entry("list_items", list_items::list_items)
+    .entry("compute", compute::compute)
+    .async_entry("items_page", items_page::items_page)
+    .async_entry("querysets", molt_db::queryset::run_queryset::<DemoState>)
+    .exports(EXPORTS)
 }
 
-/// The test binary's app: [`app`] with molt-worker's test entries and [`TEST_EXPORTS`].
+/// The test binary's app: [`app`] with molt-worker's test entries, `db_sleep` and
+/// [`TEST_EXPORTS`].
 pub fn test_app() -> App<DemoState> {
-    molt_worker::testing::with_test_entries(app()).exports(TEST_EXPORTS)
+    molt_worker::testing::with_test_entries(app())
+        .async_entry("db_sleep", db_sleep)
+        .exports(TEST_EXPORTS)
+}
+
+/// The request of `db_sleep`.
+#[derive(serde::Deserialize)]
+struct DbSleep {
+    seconds: f64,
+}
+
+static PG_SLEEP: Query = Query::new("db_sleep", "SELECT pg_sleep($1)");
+
+/// `db_sleep {seconds}` (test binary only): runs `pg_sleep` on the server, so tests can see a
+/// cancelled call's statement cancelled there (`pg_stat_activity`).
+async fn db_sleep(request: DbSleep, ctx: Ctx<DemoState>) -> Result<f64, EntryError> {
+    if !(0.0..=60.0).contains(&request.seconds) {
+        return Err(EntryError::InvalidInput(
+            "seconds must be between 0 and 60".into(),
+        ));
+    }
+    let mut conn = ctx.state().db.conn(&ctx).await?;
+    conn.rows(&PG_SLEEP, &[&request.seconds]).await?;
+    Ok(request.seconds)
 }
 
 /// Calls `entry` in-process as a client would, for the unit tests.

@@ -102,9 +102,13 @@ fn a_settings_section_the_app_does_not_read_fails_start_up() {
     );
     let output = run(TEST_BINARY, &["--stdio", "--exports", &path]);
     assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
-        String::from_utf8_lossy(&output.stderr).trim(),
-        r#"molt_worker: exports manifest: settings section "databse" is not used by this worker"#
+        stderr.trim().lines().last(),
+        Some(
+            r#"molt_worker: exports manifest: settings section "databse" is not used by this worker"#
+        ),
+        "{stderr}"
     );
 }
 
