@@ -11,8 +11,11 @@ PIP := $(VENV)/bin/pip
 CARGO ?= cargo
 export MOLT_WORKER_BIN ?= $(CURDIR)/target/debug/molt_worker_test
 PORT ?= 8000
+# Runs a command with a throwaway PostgreSQL cluster (scripts/pgcluster.py): started, and
+# stopped after, unless MOLT_PG_DSN names one already, so that `make test` starts one for all.
+WITH_PG := $(PYTHON) scripts/pgcluster.py run --
 
-.PHONY: all setup build build-release test test-rust test-loom test-python test-reliability demo serve bench-check bench-ipc oha fuzz chaos soak deny clean
+.PHONY: all setup build build-release test test-rust test-loom test-python python-suites test-reliability demo serve bench-check bench-ipc oha fuzz chaos soak deny clean
 
 all: test
 
@@ -39,10 +42,11 @@ build:
 build-release:
 	$(CARGO) build --release -p molt-demo-worker --bin molt_worker
 
-test: setup build test-rust test-loom test-python test-reliability
+test: setup build
+	$(WITH_PG) $(MAKE) --no-print-directory test-rust test-loom test-python test-reliability
 
 test-rust:
-	$(CARGO) test --workspace
+	$(WITH_PG) $(CARGO) test --workspace
 	$(CARGO) test $(EXAMPLE_WORKER)
 
 # loom explores the ring's and the sleep/wake handshake's interleavings (bounded preemptions).
@@ -53,6 +57,9 @@ test-loom:
 # One pytest process per suite: each configures Django (or not) its own way, and Django's
 # settings can be configured once per process.
 test-python: setup build
+	$(WITH_PG) $(MAKE) --no-print-directory python-suites
+
+python-suites:
 	$(PY) -m pytest -q worker/tests/py
 	cd client-py && ../$(PY) -m mypy
 	$(PY) -m pytest -q client-py/tests
