@@ -37,6 +37,8 @@ from typing import IO
 from procstat import descendants, process_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# As the demo's settings (WORKER_ARGS there): rings that carry a page of 5,000 items.
+WORKER_ARGS = ["--ring-bytes", str(4 << 20)]
 DJANGO_DIR = REPO_ROOT / "demo" / "django_app"
 DEFAULT_WORKER_BIN = REPO_ROOT / "target" / "release" / "molt_worker"
 DEFAULT_EXPORTS = REPO_ROOT / "molt_exports.json"
@@ -130,7 +132,7 @@ class DemoServer:
             self.socket_path = self._private_dir / "worker.sock"
             self.worker_process = self._spawn(
                 "molt_worker",
-                [str(self.worker_bin), "--socket", str(self.socket_path), "--exports", str(self.exports)],
+                [str(self.worker_bin), "--socket", str(self.socket_path), "--exports", str(self.exports), *WORKER_ARGS],
                 env={**os.environ, **self.extra_env},
             )
             self._wait_for_socket()

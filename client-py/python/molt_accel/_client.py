@@ -258,8 +258,10 @@ class MoltClient:
     ) -> Any:
         """Runs ``entry`` in the worker on ``payload`` and returns its decoded result.
 
-        ``codec`` is ``"msgpack"``, ``"json"`` or ``"raw"`` (bytes in, bytes out). Raises a
-        :class:`~molt_accel.MoltError` subclass when the call does not succeed.
+        ``codec`` is ``"msgpack"``, ``"json"``, ``"raw"`` (bytes in, bytes out), or one that
+        keeps the reply's bytes: ``"json_body"`` (the entry's JSON bytes, for a response body)
+        or ``"arrow_ipc"`` (its Arrow IPC stream). Raises a :class:`~molt_accel.MoltError`
+        subclass when the call does not succeed.
         """
         started_ns = time.perf_counter_ns()
         entry_bytes, payload_codec, deadline_ns, data, flags = self._prepare(entry, payload, timeout_ms, codec, idempotent)
@@ -378,7 +380,7 @@ class MoltClient:
         elif reply.status is not Status.OK:
             message = reply.payload.decode("utf-8", "replace")
             error = error_for_status(reply.status.wire_name, message, request_id=request_id)
-        elif reply.codec is not payload_codec.wire:
+        elif reply.codec is not payload_codec.expected_reply:
             error = ProtocolError(
                 f"the worker replied in codec {reply.codec.name} to a {payload_codec.name} call", request_id=request_id
             )

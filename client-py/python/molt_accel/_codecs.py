@@ -3,6 +3,11 @@
 ``msgpack`` (the default) and ``json`` carry any value their format can hold; ``raw`` carries
 ``bytes`` unchanged. The worker replies in the call's codec.
 
+Two codecs keep the reply's bytes as they are, for replies that go on unchanged: ``json_body``
+sends the payload as JSON and returns the JSON bytes the entry wrote (a response body, passed
+through without decoding and re-encoding it); ``arrow_ipc`` sends the payload as MsgPack and
+returns the Arrow IPC stream the entry wrote.
+
 >>> get_codec("json").decode(get_codec("json").encode({"x": 1}))
 {'x': 1}
 """
@@ -30,6 +35,13 @@ class PayloadCodec:
     wire: Codec
     _encode: Callable[[Any], bytes]
     _decode: Callable[[bytes], Any]
+    #: The codec the reply must come in, when it is not the request's.
+    reply_wire: Codec | None = None
+
+    @property
+    def expected_reply(self) -> Codec:
+        """The codec a successful reply to a call in this codec carries."""
+        return self.wire if self.reply_wire is None else self.reply_wire
 
     def encode(self, value: Any) -> bytes:
         """The payload bytes for ``value``; :class:`InvalidInput` if the format cannot hold it."""
@@ -65,13 +77,15 @@ _CODECS = {
         PayloadCodec("msgpack", Codec.MSGPACK, msgpack.packb, functools.partial(msgpack.unpackb, strict_map_key=False)),
         PayloadCodec("json", Codec.JSON, _json_encode, json.loads),
         PayloadCodec("raw", Codec.RAW, _raw_encode, bytes),
+        PayloadCodec("json_body", Codec.JSON, _json_encode, bytes),
+        PayloadCodec("arrow_ipc", Codec.MSGPACK, msgpack.packb, bytes, reply_wire=Codec.ARROW_IPC),
     )
 }
 CODEC_NAMES = tuple(_CODECS)
 
 
 def get_codec(name: str) -> PayloadCodec:
-    """The codec called ``name`` (``"msgpack"``, ``"json"`` or ``"raw"``)."""
+    """The codec called ``name`` (one of :data:`CODEC_NAMES`)."""
     try:
         return _CODECS[name]
     except KeyError:

@@ -200,7 +200,9 @@ def error_response(error: MoltError) -> JsonResponse:
     return response
 
 
-def _result_response(result: Any) -> HttpResponse:
+def _result_response(result: Any, passthrough: bool) -> HttpResponse:
+    if passthrough:
+        return HttpResponse(result, content_type="application/json")
     if isinstance(result, (bytes, bytearray)):
         return HttpResponse(bytes(result), content_type="application/octet-stream")
     return JsonResponse(result, safe=isinstance(result, dict))
@@ -219,6 +221,7 @@ def molt_offload(
     transport: str | None = None,
     payload: Callable[..., Any] | None = None,
     idempotent: bool = False,
+    passthrough: bool = False,
 ) -> Callable[[View], View]:
     """Runs a view's work in the worker: the view (or ``payload``) builds the payload from
     the request, the decorator calls ``entry`` with it and returns a ``JsonResponse`` of the
@@ -230,11 +233,20 @@ def molt_offload(
     body is not used. ``timeout_ms`` defaults to the ``TIMEOUT_MS`` setting, ``transport`` to
     ``TRANSPORT``. In an async view, a client that disconnects cancels the call in the worker.
 
+    With ``passthrough=True`` the entry writes the response body itself, as JSON bytes (for
+    instance with molt-db's ``DjangoJson``, which writes what ``JsonResponse`` would): the call
+    goes in the ``json_body`` codec and the reply's bytes become the body of an
+    ``application/json`` response without being decoded and encoded again.
+
     >>> @molt_offload(entry="list_items", timeout_ms=250)  # doctest: +SKIP
     ... def items(request):
     ...     return {"user_id": int(request.GET["user_id"])}
     """
     get_codec(codec)  # an unknown codec is a mistake in the decorator: fail at import time
+    if passthrough:
+        if codec != "msgpack":
+            raise TypeError("passthrough=True sends the call as JSON: it takes no codec")
+        codec = "json_body"
 
     def decorate(view: View) -> View:
         build = payload if payload is not None else view
@@ -253,7 +265,7 @@ def molt_offload(
                 except MoltError as error:
                     _log_failure(entry, error)
                     return error_response(error)
-                return _result_response(result)
+                return _result_response(result, passthrough)
 
             return offload_async  # type: ignore[return-value]
 
@@ -271,7 +283,7 @@ def molt_offload(
             except MoltError as error:
                 _log_failure(entry, error)
                 return error_response(error)
-            return _result_response(result)
+            return _result_response(result, passthrough)
 
         return offload  # type: ignore[return-value]
 

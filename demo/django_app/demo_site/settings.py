@@ -1,13 +1,16 @@
 """Settings of the demo site: the smallest Django that serves the demo's JSON endpoints.
 
-No database, no sessions, no auth, no templates: the endpoints read the query string and answer
-JSON, so every middleware would only add cost that the benchmark would then measure on both
-paths. Everything that changes between runs comes from the environment:
+No sessions, no auth, no templates: the endpoints read the query string and answer JSON, so
+every middleware would only add cost that the benchmark would then measure on both paths. The
+database (PostgreSQL, for the `/db/*` endpoints) is the one `MOLT_PG_DSN` names, as for the
+worker; without it the site has none and only the `/db/*` endpoints fail. Everything that
+changes between runs comes from the environment:
 
 | variable | meaning | default |
 |---|---|---|
 | `MOLT_WORKER_BIN` | the `molt_worker` binary a Django process spawns | `<repo>/target/release/molt_worker` |
 | `MOLT_EXPORTS` | the exports manifest passed to the worker | `<repo>/molt_exports.json` |
+| `MOLT_PG_DSN` | libpq key=value DSN of the demo's PostgreSQL (scripts/pgcluster.py sets it) | unset: no database |
 | `MOLT_TRANSPORT` | `stdio` or `shm` | `stdio` |
 | `MOLT_SOCKET` | attach to a running worker's control socket instead of spawning one | unset |
 | `MOLT_TIMEOUT_MS` | per-call deadline | `2000` |
@@ -21,6 +24,8 @@ import os
 import secrets
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = BASE_DIR.parent.parent
 
@@ -28,12 +33,30 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(48)
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
-INSTALLED_APPS = ["demoapp"]
+INSTALLED_APPS = ["molt_accel", "demoapp"]
 MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "demo_site.urls"
 WSGI_APPLICATION = "demo_site.wsgi.application"
 ASGI_APPLICATION = "demo_site.asgi.application"
-DATABASES: dict[str, dict[str, str]] = {}
+
+
+def _database(dsn: str) -> dict[str, object]:
+    parts = conninfo_to_dict(dsn)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.get("dbname", ""),
+        "USER": parts.get("user", ""),
+        "PASSWORD": parts.get("password", ""),
+        "HOST": parts.get("host", ""),
+        "PORT": parts.get("port", ""),
+        # Persistent connections, checked before reuse, as a production site keeps them.
+        "CONN_MAX_AGE": 600,
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+_PG_DSN = os.environ.get("MOLT_PG_DSN")
+DATABASES: dict[str, dict[str, object]] = {"default": _database(_PG_DSN)} if _PG_DSN else {}
 TEMPLATES: list[dict[str, object]] = []
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -43,9 +66,13 @@ APPEND_SLASH = False
 MOLT_WORKER_BIN = os.environ.get("MOLT_WORKER_BIN") or str(REPO_ROOT / "target" / "release" / "molt_worker")
 MOLT_EXPORTS = os.environ.get("MOLT_EXPORTS") or str(REPO_ROOT / "molt_exports.json")
 
+# A page of 5,000 items (/db/*) is some 700 KB of JSON: shm rings of 4 MiB carry frames up to
+# 2 MiB (the default 1 MiB ring, 512 KiB). serve.py starts the shared worker with the same.
+WORKER_ARGS = ["--ring-bytes", str(4 << 20)]
+
 MOLT_ACCEL = {
     # The client adds the transport's own flag (--stdio, or --socket for shm) when it spawns.
-    "WORKER_CMD": [MOLT_WORKER_BIN],
+    "WORKER_CMD": [MOLT_WORKER_BIN, *WORKER_ARGS],
     "EXPORTS": MOLT_EXPORTS,
     "TRANSPORT": os.environ.get("MOLT_TRANSPORT", "stdio"),
     "SOCKET": os.environ.get("MOLT_SOCKET") or None,

@@ -11,4 +11,7 @@ urlpatterns = [
     path("baseline/compute", views.baseline_compute),
     path("offload/compute", views.offload_compute),
     path("healthz", views.healthz),
+    path("db/baseline", views.db_baseline),
+    path("db/offload", views.db_offload),
+    path("db/entry", views.db_entry),
 ]

@@ -11,14 +11,18 @@ mapped error status and `{"error": {"code", "message"}}`. A contract violation g
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
-from molt_accel import InvalidInput
+from molt_accel import InvalidInput, MoltError, Unavailable
 from molt_accel.django import error_response, molt_offload
 
-from . import contract
+from . import contract, items, molt_queries
 from .query import compute_payload, list_items_payload
+
+logger = logging.getLogger(__name__)
 
 
 def invalid_input_response(error: contract.ContractError) -> JsonResponse:
@@ -66,3 +70,47 @@ def healthz(request: HttpRequest) -> dict[str, Any]:
     """Ready when this Django process can reach its worker: the worker's `health` answer
     (status, version, uptime), or the decorator's 503 when the worker is unavailable."""
     return {}
+
+
+# `/db/*`: a page of items from PostgreSQL with the per-status counts (`items.py`), the same
+# bytes three ways. A database that is down is the worker's Unavailable on every path: 503,
+# Retry-After, and a message that names nothing of the server.
+
+
+def _database_unavailable() -> JsonResponse:
+    return error_response(Unavailable("the database is unavailable"))
+
+
+def db_baseline(request: HttpRequest) -> JsonResponse:
+    """The page with the ORM over psycopg, as a Django team writes it today."""
+    try:
+        page = items.parse_page_request(items.page_payload(request.GET))
+    except contract.ContractError as error:
+        return invalid_input_response(error)
+    try:
+        rows = list(items.page_queryset(page.user_id, page.status, page.limit, page.after))
+        counts = list(items.counts_queryset(page.user_id))
+    except DatabaseError:
+        logger.warning("db_baseline: the database is unavailable", exc_info=True)
+        return _database_unavailable()
+    return JsonResponse(items.page_body(page, rows, counts))
+
+
+def db_offload(request: HttpRequest) -> JsonResponse:
+    """The same querysets, run by the worker through the queryset adapter."""
+    try:
+        page = items.parse_page_request(items.page_payload(request.GET))
+    except contract.ContractError as error:
+        return invalid_input_response(error)
+    try:
+        rows = molt_queries.items_page.rows(page.user_id, page.status, page.limit, page.after)
+        counts = molt_queries.items_counts.rows(page.user_id)
+    except MoltError as error:
+        return error_response(error)
+    return JsonResponse(items.page_body(page, rows, counts))
+
+
+@molt_offload(entry="items_page", passthrough=True)
+def db_entry(request: HttpRequest) -> dict[str, Any]:
+    """The worker's `items_page` entry on molt-db; its JSON bytes are the response body."""
+    return items.page_payload(request.GET)

@@ -1,7 +1,11 @@
-"""Runs the demo app in-process with Django's test clients against the real `molt_worker`.
+"""Runs the demo app in-process with Django's test clients against the real `molt_worker`
+and a real PostgreSQL.
 
 The worker binary comes from `MOLT_WORKER_BIN` (default `<repo>/target/debug/molt_worker_test`,
 what `cargo build` makes); the settings module reads it, so it is set before Django starts.
+The database is a fresh `molt_demo_test` in the cluster `MOLT_PG_DSN` names (`make test-python`
+starts one with scripts/pgcluster.py), migrated and seeded with `SEED_ROWS` items; the
+workers the tests start inherit the DSN, so both sides read the same rows.
 """
 
 from __future__ import annotations
@@ -23,9 +27,37 @@ for knob in ("MOLT_FAKE_DB_DELAY_MS", "MOLT_FAKE_DB_DECODE_US_PER_ROW", "MOLT_FA
 if str(DJANGO_APP_DIR) not in sys.path:
     sys.path.insert(0, str(DJANGO_APP_DIR))
 
+import psycopg  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+
+TEST_DATABASE = "molt_demo_test"
+#: Five users of 6,000 items each: a page of 5,000 has a next page.
+SEED_ROWS, SEED_USERS = 30_000, 5
+
+
+def _fresh_test_database() -> str:
+    """The DSN of a new, empty `molt_demo_test` in the cluster `MOLT_PG_DSN` names."""
+    dsn = os.environ.get("MOLT_PG_DSN")
+    if not dsn:
+        raise RuntimeError("MOLT_PG_DSN is not set: run under scripts/pgcluster.py (make test-python does)")
+    if conninfo_to_dict(dsn).get("dbname") == TEST_DATABASE:
+        dsn = make_conninfo(dsn, dbname="postgres")
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {TEST_DATABASE}")
+    return make_conninfo(dsn, dbname=TEST_DATABASE)
+
+
+os.environ["MOLT_PG_DSN"] = _fresh_test_database()
+
 import django  # noqa: E402
 
 django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+call_command("migrate", verbosity=0)
+call_command("seed_items", rows=SEED_ROWS, users=SEED_USERS, verbosity=0)
 
 from collections.abc import Iterator  # noqa: E402
 
