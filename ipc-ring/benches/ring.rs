@@ -4,6 +4,8 @@
 //!   one segment, both sides waiting with a spin window of N µs; N = 0 means every message
 //!   pays a futex wake-up (the cold path).
 //! - `one_way`: records of 64 B and 1 KiB pushed by one thread and popped by another.
+//! - `copy`: one thread pushes a record of 64 B, 4 KiB or 64 KiB and copies it back out:
+//!   the cost of moving bytes in and out of shared memory, with no peer to wait for.
 //!
 //! `cargo bench -p molt-ipc-ring --bench ring`; see bench/ipc/README.md.
 
@@ -119,9 +121,28 @@ fn one_way(c: &mut Criterion) {
     group.finish();
 }
 
+fn copy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("copy");
+    let (mut worker, mut client) = segment();
+    for (name, size) in [("64B", 64usize), ("4KiB", 4 << 10), ("64KiB", 64 << 10)] {
+        let record = vec![5u8; size];
+        let mut out = vec![0u8; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                client.requests.push(black_box(&record)).unwrap();
+                let popped = worker.requests.pop().unwrap();
+                assert_eq!(popped.copy_prefix(black_box(&mut out)), size);
+                popped.consume();
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = round_trips, one_way
+    targets = round_trips, one_way, copy
 }
 criterion_main!(benches);
