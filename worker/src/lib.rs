@@ -11,6 +11,7 @@
 //!   request id, and the app's state.
 //! - A request is any serde type or a [`Payload`] ([`FromPayload`]); a result any serde type
 //!   or a [`Reply`] ([`IntoReply`]); an [`EntryError`] is the reply's status and message.
+//! - [`embed`] serves the same entries from a front end of your own (molt-web's HTTP).
 //! - [`testing`] has entries that exercise the runtime and an in-process [`TestClient`](testing::TestClient).
 //!
 //! Exactly one reply goes out per call, whatever races: the entry's result, Timeout at the
@@ -53,6 +54,7 @@ mod clock;
 mod config;
 mod ctx;
 mod dispatcher;
+pub mod embed;
 mod entry;
 mod error;
 mod logging;

@@ -155,7 +155,15 @@ impl Reply {
         &self.bytes
     }
 
-    pub(crate) fn into_parts(self, call_codec: Codec) -> (Codec, Vec<u8>) {
+    /// The codec these bytes go out in, for a call made in `call_codec`, and the bytes
+    /// (no copy).
+    ///
+    /// ```
+    /// use molt_worker::{Codec, Reply};
+    /// let (codec, bytes) = Reply::encoded(b"[1]".to_vec()).into_parts(Codec::Json);
+    /// assert_eq!((codec, &bytes[..]), (Codec::Json, &b"[1]"[..]));
+    /// ```
+    pub fn into_parts(self, call_codec: Codec) -> (Codec, Vec<u8>) {
         (self.codec.unwrap_or(call_codec), self.bytes)
     }
 }

@@ -126,6 +126,11 @@ impl EnabledEntry {
         self.name
     }
 
+    /// Its name, handler and options, for [`embed`](crate::embed).
+    pub(crate) fn into_parts(self) -> (&'static str, Handler, EntryOptions) {
+        (self.name, self.handler, self.options)
+    }
+
     /// The entry itself.
     pub(crate) fn handler(&self) -> &Handler {
         &self.handler
