@@ -105,11 +105,11 @@ oha:
 # build is most of make demo's time).
 demo:
 	$(MAKE) --no-print-directory -j3 setup build-release oha
-	$(PY) bench/scripts/run_demo_bench.py
+	$(WITH_PG) $(PY) bench/scripts/run_demo_bench.py
 
 # The demo served as the benchmark serves it, on 127.0.0.1:$(PORT) (sync) and $(PORT)+1 (async).
 serve: setup build-release
-	$(PY) bench/scripts/serve.py --port $(PORT) --worker-bin target/release/molt_worker
+	$(WITH_PG) $(PY) bench/scripts/serve.py --port $(PORT) --worker-bin target/release/molt_worker
 
 # Round trip of 64 B and 1 KiB echo through MoltClient over shm and stdio (bench/ipc/README.md),
 # and the Rust-side criterion benches of the ring and the worker's shm transport.
@@ -120,7 +120,7 @@ bench-ipc: setup build-release
 
 # Short run compared with bench/baseline.json; not in CI (noisy machines).
 bench-check: setup build-release oha
-	$(PY) bench/scripts/bench_check.py
+	$(WITH_PG) $(PY) bench/scripts/bench_check.py
 
 clean:
 	$(CARGO) clean

@@ -37,6 +37,8 @@ from typing import IO
 from procstat import descendants, process_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Items seeded into the demo's database (`MOLT_DEMO_ITEMS` overrides it).
+SEED_ITEMS = 1_000_000
 # As the demo's settings (WORKER_ARGS there): rings that carry a page of 5,000 items.
 WORKER_ARGS = ["--ring-bytes", str(4 << 20)]
 DJANGO_DIR = REPO_ROOT / "demo" / "django_app"
@@ -128,6 +130,7 @@ class DemoServer:
         """Starts every process and returns once both HTTP servers answer `/healthz`."""
         self._private_dir = Path(tempfile.mkdtemp(prefix="molt-serve-"))
         env = self._django_env()
+        prepare_database(env)
         if self.transport == "shm":
             self.socket_path = self._private_dir / "worker.sock"
             self.worker_process = self._spawn(
@@ -326,6 +329,19 @@ def interrupt_as_exit() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def prepare_database(env: dict[str, str]) -> None:
+    """Migrates the database `MOLT_PG_DSN` names and seeds `MOLT_DEMO_ITEMS` items (default
+    1,000,000) unless it holds them already; without a database the `/db/*` endpoints answer
+    503 and the rest works."""
+    if not env.get("MOLT_PG_DSN"):
+        print("serve: MOLT_PG_DSN is not set: /db/* will answer 503 (make serve starts a database)", file=sys.stderr)
+        return
+    manage = [sys.executable, str(DJANGO_DIR / "manage.py")]
+    subprocess.run([*manage, "migrate", "--verbosity", "0"], env=env, check=True)
+    rows = env.get("MOLT_DEMO_ITEMS", str(SEED_ITEMS))
+    subprocess.run([*manage, "seed_items", "--rows", rows, "--if-needed"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def default_transport(worker_bin: Path) -> str:
     """shm where this worker build and the client have it, stdio otherwise."""
     return "shm" if shm_available(worker_bin) else "stdio"
@@ -356,6 +372,7 @@ def main() -> int:
                     f"serving (transport={transport}, {args.workers} Django processes per server):\n"
                     f"  sync  {server.base_url()}/baseline  /offload  /baseline/compute  /offload/compute\n"
                     f"  async {server.base_url(asynchronous=True)}/offload_async\n"
+                    "  db    /db/baseline  /db/offload  /db/entry  (?user_id=1..100&limit=50&status=open)\n"
                     "Ctrl-C stops everything.",
                     flush=True,
                 )
