@@ -39,8 +39,9 @@ build:
 	$(CARGO) build --workspace --bins
 	$(CARGO) build $(EXAMPLE_WORKER)
 
+# molt_worker_test too: the benchmark's cancellation check runs its db_sleep entry.
 build-release:
-	$(CARGO) build --release -p molt-demo-worker --bin molt_worker
+	$(CARGO) build --release -p molt-demo-worker --bin molt_worker --bin molt_worker_test
 
 test: setup build
 	$(WITH_PG) $(MAKE) --no-print-directory test-rust test-loom test-python test-reliability

@@ -27,10 +27,13 @@ TWINS = {
     "/offload": "/baseline",
     "/offload_async": "/baseline",
     "/offload/compute": "/baseline/compute",
+    "/db/offload": "/db/baseline",
+    "/db/entry": "/db/baseline",
 }
 # Mean CPU of unrelated processes (percent of one core) above which a run is flagged.
 DISTURBED_OTHER_CPU_PCT = 20.0
-ENDPOINT_ORDER = ["/baseline", "/offload", "/offload_async", "/baseline/compute", "/offload/compute"]
+ENDPOINT_ORDER = ["/baseline", "/offload", "/offload_async", "/baseline/compute", "/offload/compute",
+                  "/db/baseline", "/db/offload", "/db/entry"]
 
 
 def endpoint_rank(endpoint: str) -> int:
@@ -232,6 +235,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
                 f"{fmt(run['rate'])} | {fmt(run['rps'])} | {fmt(run['p50_ms'], 2)} | "
                 f"{fmt(run['p99_ms'], 2)} | {fmt(run['p999_ms'], 2)} | {run['error_rate']:.2%} |"
             )
+    lines += database_section(result["runs"])
     cancellation = result.get("cancellation")
     if cancellation:
         lines += ["", "## Cancellation check", "", cancellation["summary"]]
@@ -247,6 +251,34 @@ def summary_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def database_section(runs: list[Run]) -> list[str]:
+    """The `/db/*` steps with what each request costs each process, PostgreSQL included."""
+    db_runs = [run for run in runs if run["endpoint"].startswith("/db/")]
+    if not db_runs:
+        return []
+    lines = [
+        "",
+        "## PostgreSQL: ORM, offloaded queryset, Rust entry",
+        "",
+        "`/db/baseline` runs the ORM over psycopg in Django, `/db/offload` the same querysets in the "
+        "worker (`molt_accel.querysets`), `/db/entry` a Rust entry on molt-db; the same bytes. "
+        "CPU in µs per request.",
+        "",
+        "| endpoint | page | conc | req/s | p50 ms | p99 ms | p99.9 ms | Django µs | worker µs | "
+        "PostgreSQL µs | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in sorted(db_runs, key=lambda run: (run["rows"], run["concurrency"], endpoint_rank(run["endpoint"]))):
+        per_request = [run.get(f"{role}_cpu_ms_per_request") for role in ("django", "worker", "postgres")]
+        lines.append(
+            f"| `{run['endpoint']}` | {run['rows']} | {run['concurrency']} | {fmt(run['rps'])} | "
+            f"{fmt(run['p50_ms'], 2)} | {fmt(run['p99_ms'], 2)} | {fmt(run['p999_ms'], 2)} | "
+            + " | ".join(fmt(None if ms is None else ms * 1000, 0) for ms in per_request)
+            + f" | {run['error_rate']:.2%} |"
+        )
+    return lines
+
+
 def draw_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -256,8 +288,9 @@ def draw_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     written: list[Path] = []
     runs = result["runs"]
     families = [
-        ("list_items", [e for e in ENDPOINT_ORDER if "compute" not in e]),
+        ("list_items", [e for e in ENDPOINT_ORDER if "compute" not in e and not e.startswith("/db/")]),
         ("compute", [e for e in ENDPOINT_ORDER if "compute" in e]),
+        ("items_page", [e for e in ENDPOINT_ORDER if e.startswith("/db/")]),
     ]
     for metric, label, filename in (
         ("rps", "requests per second", "throughput.png"),

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from db_bench import DB_ENDPOINTS, db_cancellation_check, db_url_params, postgres_pids
 from loadgen import LoadResult, LoadTool, find_load_tool
 from procstat import CLOCK_TICKS_PER_S, ProcessSampler, RoleUsage, descendants, process_name, read_cpu_ticks
 from report import write_report
@@ -67,16 +68,20 @@ class Profile:
     concurrency: tuple[int, ...]
     rows: tuple[int, ...]
     compute_n: tuple[int, ...]
+    #: Page sizes of the PostgreSQL endpoints (`/db/*`).
+    db_limits: tuple[int, ...]
     duration_s: float
     warmup_s: float
     fixed_rate_s: float
 
 
 PROFILES = {
-    "short": Profile("short", concurrency=(1, 32), rows=(200, 20_000), compute_n=(), duration_s=4.0,
+    "short": Profile("short", concurrency=(1, 32), rows=(200, 20_000), compute_n=(),
+                     db_limits=(50, 500, 5000), duration_s=4.0,
                      warmup_s=1.0, fixed_rate_s=3.0),
     "full": Profile("full", concurrency=(1, 8, 32, 64), rows=(0, 200, 2000, 20_000),
-                    compute_n=(1000, 20_000, 200_000), duration_s=8.0, warmup_s=2.0, fixed_rate_s=8.0),
+                    compute_n=(1000, 20_000, 200_000),
+                    db_limits=(50, 500, 5000), duration_s=8.0, warmup_s=2.0, fixed_rate_s=8.0),
 }
 
 
@@ -139,7 +144,8 @@ def measure_step(
 ) -> tuple[LoadResult, dict[str, RoleUsage], float, dict[str, Any]]:
     serving = server.uvicorn_pids if endpoint in ASYNC_ENDPOINTS else server.gunicorn_pids
     sampler = ProcessSampler(
-        {"django": serving, "worker": server.worker_pids, "load_tool": lambda: load_tool_pids(tool)}
+        {"django": serving, "worker": server.worker_pids, "load_tool": lambda: load_tool_pids(tool),
+         "postgres": postgres_pids}
     )
     metrics_start = file_size(metrics_path)
     sampler.start()
@@ -189,6 +195,8 @@ def run_record(
         "django_cpu_ms_per_request": per_request_ms(django.cpu_pct, result.rps),
         "worker_cpu_ms_per_request": per_request_ms(worker.cpu_pct, result.rps),
         "load_tool_cpu_ms_per_request": per_request_ms(load.cpu_pct, result.rps),
+        "postgres_cpu_pct": usage["postgres"].cpu_pct,
+        "postgres_cpu_ms_per_request": per_request_ms(usage["postgres"].cpu_pct, result.rps),
         "worker_calls": metrics["calls"],
         "worker_statuses": metrics["statuses"],
         **{key: value for key, value in metrics.items() if key not in ("calls", "statuses")},
@@ -485,6 +493,7 @@ def main() -> int:
         "concurrency": list(profile.concurrency),
         "rows": list(profile.rows),
         "compute_n": list(profile.compute_n),
+        "db_limits": list(profile.db_limits),
         "duration_s": profile.duration_s,
         "warmup_s": profile.warmup_s,
         "fixed_rate_s": profile.fixed_rate_s,
@@ -498,6 +507,7 @@ def main() -> int:
     }
     families = [("rows", work, LIST_ENDPOINTS) for work in profile.rows]
     families += [("n", work, COMPUTE_ENDPOINTS) for work in profile.compute_n]
+    families += [("limit", work, DB_ENDPOINTS) for work in profile.db_limits]
     total = sum(len(endpoints) * len(profile.concurrency) + len(endpoints) for _, _, endpoints in families)
     print(f"molt demo benchmark: profile {profile.name}, transport {transport}, load tool {tool.name} "
           f"({tool.version}), {args.workers} Django processes per server; results in "
@@ -511,7 +521,12 @@ def main() -> int:
                         exports=args.exports, metrics_path=metrics_path, log_dir=scratch) as server:
             worker = worker_version(server)
             for work_param, work, endpoints in families:
-                queries = (list_items_url_params(rng, work) if work_param == "rows" else compute_url_params(rng, work))
+                if work_param == "rows":
+                    queries = list_items_url_params(rng, work)
+                elif work_param == "n":
+                    queries = compute_url_params(rng, work)
+                else:
+                    queries = db_url_params(rng, work, URLS_PER_FILE)
                 url_files = {
                     endpoint: write_url_file(
                         scratch / f"urls{endpoint.replace('/', '_')}_{work}.txt",
@@ -552,6 +567,12 @@ def main() -> int:
             cancellation = cancellation_check(transport=transport, workers=args.workers, port=args.port,
                                               worker_bin=args.worker_bin, exports=args.exports, scratch=scratch)
             print(cancellation["summary"], flush=True)
+            db_cancel = db_cancellation_check(args.worker_bin.with_name("molt_worker_test"),
+                                              REPO_ROOT / "molt_exports.test.json")
+            if db_cancel is not None:
+                cancellation["postgres"] = db_cancel
+                cancellation["summary"] += "\n\n" + db_cancel["summary"]
+                print(db_cancel["summary"], flush=True)
     except BaseException:
         print(f"benchmark failed; server logs kept in {scratch}", file=sys.stderr)
         raise
