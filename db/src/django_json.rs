@@ -7,12 +7,14 @@
 //! `ensure_ascii` (every character outside U+0020..U+007E escaped, `\uXXXX` in lowercase hex,
 //! UTF-16 surrogate pairs above U+FFFF, `\"` `\\` `\n` `\r` `\t` `\b` `\f` by name); floats as
 //! Python's `repr` (shortest round-trip digits, exponent form below 1e-4 and from 1e16, `NaN`,
-//! `Infinity`). What `DjangoJSONEncoder` adds: datetimes as ISO 8601 truncated to
+//! `Infinity`): molt-worker's [`json`](molt_worker::json) module writes those, as it does a
+//! typed entry's result in the Json codec. What `DjangoJSONEncoder` adds: datetimes as ISO 8601 truncated to
 //! milliseconds, `+00:00` written `Z`; dates and times likewise; decimals as strings.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use molt_worker::json;
 use tokio_postgres::Row;
 
 use crate::error::DbError;
@@ -120,7 +122,7 @@ impl DjangoJson {
     /// A float, as Python's `repr`.
     pub fn float(&mut self, value: f64) {
         self.element();
-        write_python_float(&mut self.out, value);
+        json::write_float(&mut self.out, value);
     }
 
     /// A string.
@@ -131,24 +133,7 @@ impl DjangoJson {
 
     fn write_string(&mut self, value: &str) {
         self.out.push('"');
-        for c in value.chars() {
-            match c {
-                '"' => self.out.push_str("\\\""),
-                '\\' => self.out.push_str("\\\\"),
-                '\n' => self.out.push_str("\\n"),
-                '\r' => self.out.push_str("\\r"),
-                '\t' => self.out.push_str("\\t"),
-                '\u{8}' => self.out.push_str("\\b"),
-                '\u{c}' => self.out.push_str("\\f"),
-                ' '..='~' => self.out.push(c),
-                _ => {
-                    let mut units = [0u16; 2];
-                    for unit in c.encode_utf16(&mut units) {
-                        let _ = write!(self.out, "\\u{unit:04x}");
-                    }
-                }
-            }
-        }
+        json::escape_into(&mut self.out, value);
         self.out.push('"');
     }
 
@@ -232,76 +217,6 @@ impl DjangoJson {
     }
 }
 
-/// `repr(float)`: the shortest digits that round-trip (what ryu finds), laid out by CPython's
-/// rules: positional when the decimal exponent is in -4..16, else `d.ddde±XX`.
-fn write_python_float(out: &mut String, value: f64) {
-    if value.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if value.is_infinite() {
-        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
-    }
-    if value == 0.0 {
-        out.push_str(if value.is_sign_negative() {
-            "-0.0"
-        } else {
-            "0.0"
-        });
-        return;
-    }
-    let mut buffer = ryu::Buffer::new();
-    let (digits, point) = shortest_digits(buffer.format_finite(value.abs()));
-    if value < 0.0 {
-        out.push('-');
-    }
-    // `point`: where the decimal point falls, counted from the first digit (CPython's decpt).
-    if point > -4 && point <= 16 {
-        if point <= 0 {
-            out.push_str("0.");
-            out.extend(std::iter::repeat('0').take(point.unsigned_abs() as usize));
-            out.push_str(&digits);
-        } else if point as usize >= digits.len() {
-            out.push_str(&digits);
-            out.extend(std::iter::repeat('0').take(point as usize - digits.len()));
-            out.push_str(".0");
-        } else {
-            out.push_str(&digits[..point as usize]);
-            out.push('.');
-            out.push_str(&digits[point as usize..]);
-        }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let exponent = point - 1;
-        let _ = write!(
-            out,
-            "e{}{:02}",
-            if exponent < 0 { '-' } else { '+' },
-            exponent.abs()
-        );
-    }
-}
-
-/// The significant digits of ryu's text for a positive finite value (no leading or trailing
-/// zeros) and the position of the decimal point relative to the first of them.
-fn shortest_digits(text: &str) -> (String, i32) {
-    let (mantissa, exponent) = match text.split_once('e') {
-        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().expect("ryu's exponent")),
-        None => (text, 0),
-    };
-    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all = format!("{whole}{fraction}");
-    let leading = all.len() - all.trim_start_matches('0').len();
-    let digits = all.trim_start_matches('0').trim_end_matches('0').to_owned();
-    let point = whole.len() as i32 - leading as i32 + exponent;
-    (digits, point)
-}
-
 fn iso_date(date: &NaiveDate) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
 }
@@ -340,38 +255,6 @@ fn django_time(value: &NaiveTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn float(value: f64) -> String {
-        let mut out = String::new();
-        write_python_float(&mut out, value);
-        out
-    }
-
-    #[test]
-    fn floats_are_pythons_repr() {
-        // Each right-hand side is what CPython 3.11 prints for repr() of the left.
-        for (value, repr) in [
-            (1.0, "1.0"),
-            (0.1, "0.1"),
-            (-2.5, "-2.5"),
-            (100.0, "100.0"),
-            (1e16, "1e+16"),
-            (1234567890123456.0, "1234567890123456.0"),
-            (1.2345678901234568e17, "1.2345678901234568e+17"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (1.5e-7, "1.5e-07"),
-            (123.456, "123.456"),
-            (5e-324, "5e-324"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"),
-            (0.0, "0.0"),
-            (-0.0, "-0.0"),
-            (f64::NAN, "NaN"),
-            (f64::NEG_INFINITY, "-Infinity"),
-        ] {
-            assert_eq!(float(value), repr, "{value:e}");
-        }
-    }
 
     #[test]
     fn strings_escape_what_ensure_ascii_escapes() {

@@ -12,6 +12,8 @@
 //! - A request is any serde type or a [`Payload`] ([`FromPayload`]); a result any serde type
 //!   or a [`Reply`] ([`IntoReply`]); an [`EntryError`] is the reply's status and message.
 //! - [`embed`] serves the same entries from a front end of your own (molt-web's HTTP).
+//! - [`json`]: a typed result in the Json codec is written as Python's `json.dumps` (and so
+//!   Django's `JsonResponse`) writes it, so a view can pass the bytes through unchanged.
 //! - [`testing`] has entries that exercise the runtime and an in-process [`TestClient`](testing::TestClient).
 //!
 //! Exactly one reply goes out per call, whatever races: the entry's result, Timeout at the
@@ -57,6 +59,7 @@ mod dispatcher;
 pub mod embed;
 mod entry;
 mod error;
+pub mod json;
 mod logging;
 mod manifest;
 pub mod metrics;

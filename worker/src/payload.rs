@@ -169,15 +169,16 @@ impl Reply {
 }
 
 /// How an entry's result becomes the reply's payload. Implemented for every serde type
-/// (encoded in the call's codec; MsgPack maps keep field names and order) and for [`Reply`].
+/// (encoded in the call's codec; MsgPack maps keep field names and order; JSON as Python's
+/// `json.dumps` writes it, see [`json`](crate::json)) and for [`Reply`].
 ///
 /// ```
 /// use molt_worker::{Codec, IntoReply};
 /// #[derive(serde::Serialize)]
-/// struct Row { id: u32 }
+/// struct Row { id: u32, title: &'static str }
 ///
-/// let reply = Row { id: 1 }.into_reply(Codec::Json).unwrap();
-/// assert_eq!(reply.bytes(), br#"{"id":1}"#);
+/// let reply = Row { id: 1, title: "a" }.into_reply(Codec::Json).unwrap();
+/// assert_eq!(reply.bytes(), br#"{"id": 1, "title": "a"}"#);
 /// ```
 pub trait IntoReply {
     /// Encodes the result of a call made in `call_codec`.
@@ -241,7 +242,7 @@ fn encode<T: Serialize>(codec: Codec, value: &T) -> Result<Vec<u8>, EntryError> 
         Codec::MsgPack => {
             rmp_serde::to_vec_named(value).map_err(|e| EntryError::Internal(e.to_string()))
         }
-        Codec::Json => serde_json::to_vec(value).map_err(|e| EntryError::Internal(e.to_string())),
+        Codec::Json => crate::json::to_vec(value).map_err(|e| EntryError::Internal(e.to_string())),
         Codec::Raw | Codec::ArrowIpc => Err(EntryError::InvalidInput(
             "this entry replies in msgpack or json: set the call's codec to one of them".into(),
         )),

@@ -2,7 +2,8 @@
 
 `/baseline` and `/baseline/compute` run `contract.py` in this process. `/offload`,
 `/offload_async` and `/offload/compute` send the same payload to `molt_worker` through
-`@molt_offload`, which answers with a `JsonResponse` of the worker's result, or with the
+`@molt_offload(passthrough=True)`: the worker writes its result as the JSON `JsonResponse`
+would and the decorator answers those bytes as they are (no decoding, no re-encoding), or the
 mapped error status and `{"error": {"code", "message"}}`. A contract violation gives the same
 400 and the same body on both paths: the worker's InvalidInput message is the contract's
 `ContractError` message, and the baseline renders it with the decorator's own
@@ -38,13 +39,13 @@ def baseline(request: HttpRequest) -> JsonResponse:
         return invalid_input_response(error)
 
 
-@molt_offload(entry="list_items")
+@molt_offload(entry="list_items", passthrough=True)
 def offload(request: HttpRequest) -> dict[str, Any]:
     """`list_items` computed by the worker (sync view, served by gunicorn)."""
     return list_items_payload(request.GET)
 
 
-@molt_offload(entry="list_items")
+@molt_offload(entry="list_items", passthrough=True)
 async def offload_async(request: HttpRequest) -> dict[str, Any]:
     """`list_items` computed by the worker from an async view (served by uvicorn); a client
     that goes away cancels the call in the worker."""
@@ -59,7 +60,7 @@ def baseline_compute(request: HttpRequest) -> JsonResponse:
         return invalid_input_response(error)
 
 
-@molt_offload(entry="compute")
+@molt_offload(entry="compute", passthrough=True)
 def offload_compute(request: HttpRequest) -> dict[str, Any]:
     """`compute` by the worker."""
     return compute_payload(request.GET)

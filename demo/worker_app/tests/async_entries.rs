@@ -41,7 +41,7 @@ fn an_async_entry_answers_in_the_calls_codec() {
             replies[1].codec,
             replies[1].payload.as_slice()
         ),
-        (Status::Ok, Codec::Json, &br#"{"slept_ms":1}"#[..])
+        (Status::Ok, Codec::Json, &br#"{"slept_ms": 1}"#[..])
     );
 }
 
