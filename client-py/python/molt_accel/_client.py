@@ -10,7 +10,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +30,19 @@ logger = logging.getLogger("molt_accel")
 # Every live client, so a forked child can drop what it inherited (see _forget_after_fork).
 # Weak: the registry must not keep a client alive.
 _live_clients: weakref.WeakSet[MoltClient] = weakref.WeakSet()
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One sending of a call: what :meth:`MoltClient._attempts` yields."""
+
+    request_id: int
+    frame: bytes
+    #: ``time.monotonic_ns()`` past which the client stops waiting (deadline plus grace).
+    wait_until_ns: int
+    #: Set by the sender: the transport it went out on and its ``perf_counter_ns()`` then.
+    transport: Transport | None = None
+    sent_ns: int = 0
 
 
 class MoltClient:
@@ -263,25 +277,20 @@ class MoltClient:
         or ``"arrow_ipc"`` (its Arrow IPC stream). Raises a :class:`~molt_accel.MoltError`
         subclass when the call does not succeed.
         """
-        started_ns = time.perf_counter_ns()
-        entry_bytes, payload_codec, deadline_ns, data, flags = self._prepare(entry, payload, timeout_ms, codec, idempotent)
-        attempt = 0
+        attempts = self._attempts(entry, payload, timeout_ms, codec, idempotent)
+        attempt = next(attempts)
         while True:
-            request_id = self._next_request_id()
-            frame = encode_call(request_id, entry_bytes, payload_codec.wire, flags, deadline_ns, data)
-            encode_ns = time.perf_counter_ns() - started_ns
-            self._hooks.before_send(entry, len(data))
-            transport = self._transport_for(entry, deadline_ns + self._grace_ns)
-            sent_ns = time.perf_counter_ns()
+            transport = attempt.transport = self._transport_for(entry, attempt.wait_until_ns)
+            attempt.sent_ns = time.perf_counter_ns()
+            outcome: Frame | MoltError
             try:
-                reply = transport.exchange(request_id, entry, frame, deadline_ns + self._grace_ns)
+                outcome = transport.exchange(attempt.request_id, entry, attempt.frame, attempt.wait_until_ns)
             except MoltError as exc:
-                if not self._resends(exc, transport, request_id, entry, idempotent, deadline_ns, attempt):
-                    raise
-                attempt += 1
-                started_ns = time.perf_counter_ns()
-                continue
-            return self._result(entry, reply, payload_codec, encode_ns, time.perf_counter_ns() - sent_ns)
+                outcome = exc
+            try:
+                attempt = attempts.send(outcome)
+            except StopIteration as done:
+                return done.value
 
     async def acall(
         self, entry: str, payload: Any, *, timeout_ms: int | None = None, codec: str = "msgpack", idempotent: bool = False
@@ -291,32 +300,55 @@ class MoltClient:
         If the awaiting task is cancelled, the worker is told to cancel the call and
         ``CancelledError`` propagates.
         """
+        attempts = self._attempts(entry, payload, timeout_ms, codec, idempotent)
+        attempt = next(attempts)
+        while True:
+            transport = self._transport
+            if transport is None or not transport.alive:
+                # Spawning and the first ping block, so they run off the loop; only a start
+                # or restart pays for that thread hop.
+                transport = await asyncio.to_thread(self._transport_for, entry, attempt.wait_until_ns)
+            attempt.transport = transport
+            attempt.sent_ns = time.perf_counter_ns()
+            outcome: Frame | MoltError
+            try:
+                outcome = await transport.aexchange(attempt.request_id, entry, attempt.frame, attempt.wait_until_ns)
+            except MoltError as exc:
+                outcome = exc
+            except asyncio.CancelledError:
+                transport.cancel(attempt.request_id)
+                raise
+            try:
+                attempt = attempts.send(outcome)
+            except StopIteration as done:
+                return done.value
+
+    def _attempts(
+        self, entry: str, payload: Any, timeout_ms: int | None, codec: str, idempotent: bool
+    ) -> Generator[_Attempt, Frame | MoltError, Any]:
+        """The one retry loop of :meth:`call` and :meth:`acall`, free of I/O: it yields each
+        attempt to send, and the caller sends back the attempt's reply or the
+        :class:`MoltError` it failed with (having set the attempt's ``transport`` and
+        ``sent_ns``). It returns the decoded result, or raises the call's error once no
+        re-send is allowed."""
         started_ns = time.perf_counter_ns()
         entry_bytes, payload_codec, deadline_ns, data, flags = self._prepare(entry, payload, timeout_ms, codec, idempotent)
-        attempt = 0
+        resends = 0
         while True:
             request_id = self._next_request_id()
             frame = encode_call(request_id, entry_bytes, payload_codec.wire, flags, deadline_ns, data)
             encode_ns = time.perf_counter_ns() - started_ns
             self._hooks.before_send(entry, len(data))
-            transport = self._transport
-            if transport is None or not transport.alive:
-                # Spawning and the first ping block, so they run off the loop; only a start
-                # or restart pays for that thread hop.
-                transport = await asyncio.to_thread(self._transport_for, entry, deadline_ns + self._grace_ns)
-            sent_ns = time.perf_counter_ns()
-            try:
-                reply = await transport.aexchange(request_id, entry, frame, deadline_ns + self._grace_ns)
-            except MoltError as exc:
-                if not self._resends(exc, transport, request_id, entry, idempotent, deadline_ns, attempt):
-                    raise
-                attempt += 1
-                started_ns = time.perf_counter_ns()
-                continue
-            except asyncio.CancelledError:
-                transport.cancel(request_id)
-                raise
-            return self._result(entry, reply, payload_codec, encode_ns, time.perf_counter_ns() - sent_ns)
+            attempt = _Attempt(request_id, frame, deadline_ns + self._grace_ns)
+            outcome = yield attempt
+            if isinstance(outcome, Frame):
+                round_trip_ns = time.perf_counter_ns() - attempt.sent_ns
+                return self._result(entry, outcome, payload_codec, encode_ns, round_trip_ns)
+            assert attempt.transport is not None
+            if not self._resends(outcome, attempt.transport, request_id, entry, idempotent, deadline_ns, resends):
+                raise outcome
+            resends += 1
+            started_ns = time.perf_counter_ns()
 
     def _timeout_ns(self, timeout_ms: int | None) -> int:
         if timeout_ms is None:
@@ -392,47 +424,31 @@ class MoltClient:
                 exc.request_id = request_id
                 error = exc
             decode_ns = time.perf_counter_ns() - decode_started_ns
-        if self.metrics is not None:
-            self.metrics.record(
-                entry,
-                reply.status.wire_name,
-                round_trip_ns=round_trip_ns,
-                encode_ns=encode_ns,
-                decode_ns=decode_ns if reply.status is Status.OK else None,
-            )
-        if self._hooks.wants_metrics:
-            metrics = CallMetrics(
-                queue_us=reply.queue_us,
-                exec_us=reply.exec_us,
-                queue_depth=reply.queue_depth,
-                encode_us=encode_ns // 1000,
-                decode_us=decode_ns // 1000,
-                round_trip_us=round_trip_ns // 1000,
-            )
-            self._hooks.after_recv(entry, reply.status.wire_name, metrics)
+        self._observe(entry, reply, round_trip_ns, encode_ns, decode_ns if reply.status is Status.OK else None)
         if error is not None:
             self._hooks.on_error(entry, error)
             raise error
         return value
 
     def _on_late_reply(self, entry: str, reply: Frame, sent_ns: int) -> None:
-        # One reading, so the histogram and the hooks report the same round trip.
-        round_trip_ns = time.perf_counter_ns() - sent_ns
+        self._observe(entry, reply, time.perf_counter_ns() - sent_ns, None, None)
+
+    def _observe(self, entry: str, reply: Frame, round_trip_ns: int, encode_ns: int | None, decode_ns: int | None) -> None:
+        """Records a reply in the histograms and hands it to the ``after_recv`` hooks, with
+        one reading of each time so both report the same numbers; ``encode_ns`` and
+        ``decode_ns`` are None when there was nothing to encode or decode (a late reply, an
+        error reply), which the hooks see as 0."""
         if self.metrics is not None:
             self.metrics.record(
-                entry,
-                reply.status.wire_name,
-                round_trip_ns=round_trip_ns,
-                encode_ns=None,
-                decode_ns=None,
+                entry, reply.status.wire_name, round_trip_ns=round_trip_ns, encode_ns=encode_ns, decode_ns=decode_ns
             )
         if self._hooks.wants_metrics:
             metrics = CallMetrics(
                 queue_us=reply.queue_us,
                 exec_us=reply.exec_us,
                 queue_depth=reply.queue_depth,
-                encode_us=0,
-                decode_us=0,
+                encode_us=(encode_ns or 0) // 1000,
+                decode_us=(decode_ns or 0) // 1000,
                 round_trip_us=round_trip_ns // 1000,
             )
             self._hooks.after_recv(entry, reply.status.wire_name, metrics)
