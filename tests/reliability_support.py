@@ -83,6 +83,24 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), zombies included."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        below = [child for parent in frontier for child in children(parent)]
+        found += below
+        frontier = below
+    return found
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot): with the pid, names one process even
+    after its number is reused. None once it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
 def zombie_children(pid: int) -> list[int]:
     return [child for child in children(pid) if process_state(child) == "Z"]
 

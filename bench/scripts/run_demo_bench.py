@@ -14,7 +14,8 @@ of where one `/offload` request spends its time.
 Writes `bench/results/<UTC date-time>/result.json`, `summary.md` and PNG plots, and prints
 the summary. `--profile short` (the default, what `make demo` runs) takes about two minutes;
 `--profile full` about a quarter of an hour. Servers bind 127.0.0.1 only; every step is
-bounded in time; every process started is stopped at the end, also on error or Ctrl-C.
+bounded in time; every process started is stopped at the end, also on error, Ctrl-C, SIGTERM (a `timeout
+make demo`, a CI limit) or SIGHUP: the runner then exits with status 1.
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ from db_bench import DB_ENDPOINTS, db_cancellation_check, db_url_params, postgre
 from loadgen import LoadResult, LoadTool, find_load_tool
 from procstat import CLOCK_TICKS_PER_S, ProcessSampler, RoleUsage, descendants, process_name, read_cpu_ticks
 from report import write_report
-from serve import DEFAULT_EXPORTS, DEFAULT_WORKER_BIN, DJANGO_DIR, REPO_ROOT, DemoServer, default_transport
+from serve import (
+    DEFAULT_EXPORTS,
+    DEFAULT_WORKER_BIN,
+    DJANGO_DIR,
+    REPO_ROOT,
+    DemoServer,
+    default_transport,
+    interrupt_as_exit,
+)
 from worker_metrics import file_size, read_records, summarise
 
 sys.path.insert(0, str(DJANGO_DIR))
@@ -598,5 +607,16 @@ def main() -> int:
     return 0 if cancellation is None or cancellation["ok"] else 1
 
 
+def run_until_stopped() -> int:
+    """:func:`main`, with SIGINT, SIGTERM and SIGHUP unwinding it (every server it started is
+    stopped on the way out) instead of killing it on the spot."""
+    with interrupt_as_exit():
+        try:
+            return main()
+        except KeyboardInterrupt as stop:
+            print(f"benchmark stopped ({stop.args[0] if stop.args else 'SIGINT'})", file=sys.stderr)
+            return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_until_stopped())

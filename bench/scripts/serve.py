@@ -11,7 +11,7 @@
   segment. With `--transport stdio`, every Django process spawns its own worker through the
   client on its first offloaded call (a pipe cannot be shared between processes).
 
-`make serve` runs this in the foreground (PORT=8000 by default). The benchmark runner imports
+`make serve` runs this in the foreground (PORT=8000 by default) until SIGINT, SIGTERM or SIGHUP. The benchmark runner imports
 `DemoServer` and runs the same thing around its load steps. Every child is started in its own
 process group and is stopped (SIGTERM, then SIGKILL after a grace period) on exit, together
 with any worker the Django processes spawned.
@@ -262,16 +262,17 @@ class DemoServer:
         if self.log_dir is not None:
             output = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._log_files.append(output)
-        process = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=DJANGO_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            start_new_session=True,
-        )
-        self._children.append((name, process))
+        with _signals_deferred():
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=DJANGO_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+            )
+            self._children.append((name, process))
         return process
 
     def all_running(self) -> bool:
@@ -313,15 +314,49 @@ class DemoServer:
         raise RuntimeError(f"127.0.0.1:{port} not ready within {READY_TIMEOUT_S:.0f} s ({last_problem})")
 
 
+#: The signals that end a foreground run cleanly: Ctrl-C, a `timeout` or CI limit (SIGTERM),
+#: a closed terminal (SIGHUP).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Deferral:
+    """Where a stop signal waits while a child is being spawned: a KeyboardInterrupt raised
+    inside ``Popen()`` would lose the started child (no object, no pid to stop). Process-wide,
+    as signal handlers are; touched only by the main thread, which runs the handlers."""
+
+    depth = 0
+    pending: signal.Signals | None = None
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Holds a stop signal that arrives inside the block until the block ends."""
+    _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        _Deferral.depth -= 1
+    if _Deferral.depth == 0 and _Deferral.pending is not None:
+        raise KeyboardInterrupt(_Deferral.pending.name)
+
+
 @contextlib.contextmanager
 def interrupt_as_exit() -> Iterator[None]:
-    """Turns SIGINT and SIGTERM into the same clean exit while serving in the foreground.
-    SIGINT is set explicitly: a shell starting this in the background leaves it ignored."""
+    """Turns every signal of :data:`STOP_SIGNALS` into a KeyboardInterrupt, so that the
+    `with DemoServer` blocks unwind and stop every child. SIGINT is set explicitly: a shell
+    starting this in the background leaves it ignored. After the first signal the others are
+    ignored, so that a second one (a `timeout` that repeats, a terminal sending SIGHUP and
+    SIGTERM) cannot cut the clean-up short."""
 
     def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        if _Deferral.depth:
+            _Deferral.pending = signal.Signals(signum)
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, raise_interrupt) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
