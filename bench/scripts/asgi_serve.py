@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""uvicorn with N worker processes whose connections have Nagle's algorithm off.
+"""uvicorn with N worker processes whose connections have Nagle's algorithm off, on uvloop
+and httptools, as production serves ASGI (named explicitly: uvicorn's "auto" would quietly fall
+back to asyncio's loop and h11 if they were missing, and the async steps would measure those).
 
 `uvicorn --workers N` binds its listener with `proto` 0; accepted sockets inherit it, and
 asyncio only sets TCP_NODELAY on sockets that report IPPROTO_TCP. So with several workers every
@@ -49,6 +51,8 @@ def main() -> int:
         port=args.port,
         workers=args.workers,
         backlog=args.backlog,
+        loop="uvloop",
+        http="httptools",
         lifespan="off",
         access_log=False,
         log_level="warning",

@@ -32,12 +32,72 @@ TWINS = {
 }
 # Mean CPU of unrelated processes (percent of one core) above which a run is flagged.
 DISTURBED_OTHER_CPU_PCT = 20.0
-ENDPOINT_ORDER = ["/baseline", "/offload", "/offload_async", "/baseline/compute", "/offload/compute",
-                  "/db/baseline", "/db/offload", "/db/entry"]
+ENDPOINT_ORDER = ["/trivial", "/trivial_async", "/baseline", "/offload", "/offload_async", "/baseline/compute",
+                  "/offload/compute"]
+CEILING_ENDPOINTS = ("/trivial", "/trivial_async")
+# The ceiling each endpoint is held against: the trivial view served the same way (sync by
+# gunicorn, async by uvicorn), at the same concurrency.
+CEILINGS = {
+    "/baseline": "/trivial",
+    "/offload": "/trivial",
+    "/baseline/compute": "/trivial",
+    "/offload/compute": "/trivial",
+    "/offload_async": "/trivial_async",
+}
 
 
 def endpoint_rank(endpoint: str) -> int:
     return ENDPOINT_ORDER.index(endpoint) if endpoint in ENDPOINT_ORDER else len(ENDPOINT_ORDER)
+
+
+def work_label(run: Run) -> str:
+    """`rows=200`, `n=1000`; a dash for the ceiling steps, which have no work size."""
+    param = run.get("work_param", "rows")
+    return "–" if param == "ceiling" else f"{param}={run['rows']}"
+
+
+def us_per_request(ms: float | None) -> float | None:
+    return None if ms is None else ms * 1000.0
+
+
+def cpu_accounting(runs: list[Run]) -> list[dict[str, Any]]:
+    """Per closed-loop step: CPU µs per request of Django, the worker and the load tool, the
+    worker's exec mean, and what offloading costs beyond the work itself:
+
+        overhead = (Django µs/req − the ceiling step's Django µs/req) + (worker µs/req − exec mean)
+
+    that is, what Django spends beyond answering a constant (calling, decoding, rendering)
+    plus what the worker spends beyond executing the entry (waiting, waking, hopping,
+    framing). For `/baseline` the first term is the CPython work itself."""
+    index = index_runs(runs)
+    rows = []
+    for run in sorted(runs, key=lambda run: (endpoint_rank(run["endpoint"]), run["rows"], run["concurrency"])):
+        ceiling_name = CEILINGS.get(run["endpoint"])
+        ceiling = index.get((ceiling_name, 0, run["concurrency"])) if ceiling_name else None
+        django_us = us_per_request(run.get("django_cpu_ms_per_request"))
+        worker_us = us_per_request(run.get("worker_cpu_ms_per_request"))
+        exec_mean = run.get("exec_us_mean")
+        ceiling_django_us = us_per_request(ceiling.get("django_cpu_ms_per_request")) if ceiling else None
+        overhead = None
+        if run.get("worker_calls") and None not in (django_us, worker_us, exec_mean, ceiling_django_us):
+            overhead = (django_us - ceiling_django_us) + (worker_us - exec_mean)
+        rows.append({
+            "endpoint": run["endpoint"],
+            "work": work_label(run),
+            "work_param": run.get("work_param", "rows"),
+            "rows": run["rows"],
+            "concurrency": run["concurrency"],
+            "rps": run["rps"],
+            "ceiling": ceiling_name,
+            "share_of_ceiling": ratio(run["rps"], ceiling["rps"]) if ceiling else None,
+            "django_us_per_request": django_us,
+            "worker_us_per_request": worker_us,
+            "load_tool_us_per_request": us_per_request(run.get("load_tool_cpu_ms_per_request")),
+            "exec_us_mean": exec_mean,
+            "ceiling_django_us_per_request": ceiling_django_us,
+            "overhead_us": overhead,
+        })
+    return rows
 
 
 def index_runs(runs: Iterable[Run]) -> dict[tuple[str, int, int], Run]:
@@ -208,13 +268,36 @@ def summary_markdown(result: dict[str, Any]) -> str:
     ):
         errors = ", ".join(f"{code}: {count}" for code, count in sorted(run["error_codes"].items())) or "none"
         lines.append(
-            f"| `{run['endpoint']}` | {run.get('work_param', 'rows')}={run['rows']} | {run['concurrency']} | "
+            f"| `{run['endpoint']}` | {work_label(run)} | {run['concurrency']} | "
             f"{fmt(run['rps'])} | {fmt(run['p50_ms'], 2)} | {fmt(run['p95_ms'], 2)} | "
             f"{fmt(run['django_cpu_pct'])} | {fmt(run['worker_cpu_pct'])} | "
             f"{fmt(run['load_tool_cpu_pct'], 0)} / {fmt(run.get('other_cpu_pct'), 0)} | {fmt(run['django_rss_mb'])} | "
             f"{fmt(run['worker_rss_mb'])} | {fmt(run['queue_us_p99'], 0)} | "
             f"{fmt(run['exec_us_p50'], 0)} / {fmt(run['exec_us_p99'], 0)} | "
             f"{fmt(run['queue_depth_p99'], 0)} / {fmt(run['queue_depth_max'], 0)} | {errors} |"
+        )
+    lines += [
+        "",
+        "## CPU per request, against the ceiling",
+        "",
+        "CPU µs per request of each role over the step (all on the same cores), the worker's mean "
+        "exec time, and the overhead of offloading: (Django µs/req − the ceiling step's Django "
+        "µs/req) + (worker µs/req − exec mean), i.e. what Django spends beyond answering a "
+        "constant plus what the worker spends beyond running the entry. The ceiling is "
+        "`/trivial` (gunicorn) or `/trivial_async` (uvicorn) at the same concurrency; "
+        "\"of ceiling\" is the step's req/s over the ceiling's.",
+        "",
+        "| endpoint | work | conc | req/s | of ceiling | Django µs/req | worker µs/req | load tool µs/req | "
+        "exec mean µs | overhead µs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result.get("cpu_per_request") or cpu_accounting(result["runs"]):
+        share = row["share_of_ceiling"]
+        lines.append(
+            f"| `{row['endpoint']}` | {row['work']} | {row['concurrency']} | {fmt(row['rps'])} | "
+            f"{'–' if share is None else f'{share:.0%}'} | {fmt(row['django_us_per_request'], 0)} | "
+            f"{fmt(row['worker_us_per_request'], 0)} | {fmt(row['load_tool_us_per_request'], 0)} | "
+            f"{fmt(row['exec_us_mean'], 0)} | {fmt(row['overhead_us'], 0)} |"
         )
     fixed = result.get("fixed_rate_runs") or []
     if fixed:
@@ -288,10 +371,13 @@ def draw_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     written: list[Path] = []
     runs = result["runs"]
     families = [
-        ("list_items", [e for e in ENDPOINT_ORDER if "compute" not in e and not e.startswith("/db/")]),
+        ("list_items", [e for e in ENDPOINT_ORDER
+                        if "compute" not in e and e not in CEILING_ENDPOINTS and not e.startswith("/db/")]),
         ("compute", [e for e in ENDPOINT_ORDER if "compute" in e]),
         ("items_page", [e for e in ENDPOINT_ORDER if e.startswith("/db/")]),
     ]
+    # The ceiling steps have no work size: drawn dashed in every panel.
+    ceiling_runs = [run for run in runs if run["endpoint"] in CEILING_ENDPOINTS]
     for metric, label, filename in (
         ("rps", "requests per second", "throughput.png"),
         ("p99_ms", "p99 latency (ms)", "p99.png"),
@@ -313,6 +399,10 @@ def draw_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
                 )
                 if points:
                     axis.plot(*zip(*points, strict=True), marker="o", label=endpoint)
+            for endpoint in CEILING_ENDPOINTS:
+                points = sorted((run["concurrency"], run[metric]) for run in ceiling_runs if run["endpoint"] == endpoint)
+                if points:
+                    axis.plot(*zip(*points, strict=True), linestyle="--", marker=".", label=endpoint)
             work_param = next((r.get("work_param", "rows") for r in family_runs if r["rows"] == work), "rows")
             axis.set_title(f"{family}, {work_param}={work}")
             concurrencies = sorted({run["concurrency"] for run in family_runs if run["rows"] == work})

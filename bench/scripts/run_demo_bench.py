@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The demo benchmark: `/baseline` against `/offload` and `/offload_async` (and the compute
-pair), same requests, same concurrency, one command.
+pair), same requests, same concurrency, one command; beside them the ceiling views
+(`/trivial`, `/trivial_async`: Django answering a constant, no work), so that every ratio to
+"free" and the per-request overhead of offloading come from the same run.
 
 For every endpoint × work size × concurrency of the profile: a warm-up, then a fixed-duration
 closed-loop step (capacity and latency at that concurrency), sampling the CPU and peak RSS of
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import http.client
 import importlib.metadata
@@ -43,7 +46,7 @@ from urllib.parse import urlencode
 from db_bench import DB_ENDPOINTS, db_cancellation_check, db_url_params, postgres_pids
 from loadgen import LoadResult, LoadTool, find_load_tool
 from procstat import CLOCK_TICKS_PER_S, ProcessSampler, RoleUsage, descendants, process_name, read_cpu_ticks
-from report import write_report
+from report import cpu_accounting, write_report
 from serve import (
     DEFAULT_EXPORTS,
     DEFAULT_WORKER_BIN,
@@ -61,8 +64,12 @@ from demoapp import contract  # noqa: E402
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LIST_ENDPOINTS = ("/baseline", "/offload", "/offload_async")
 COMPUTE_ENDPOINTS = ("/baseline/compute", "/offload/compute")
-ASYNC_ENDPOINTS = ("/offload_async",)
+# What Django, the HTTP server and the load tool cost with nothing else to do (sync, async).
+CEILING_ENDPOINTS = ("/trivial", "/trivial_async")
+ASYNC_ENDPOINTS = ("/offload_async", "/trivial_async")
 METRIC_FIELDS = ("queue_us", "exec_us", "queue_depth", "round_trip_us", "encode_us", "decode_us")
+# The work parameter of the ceiling steps, which have none.
+CEILING_PARAM = "ceiling"
 URLS_PER_FILE = 256
 # Open-loop steps offer every endpoint of a work size the same rate: this share of the lowest
 # of their best measured capacities, a load each of them can sustain.
@@ -92,6 +99,21 @@ PROFILES = {
                     compute_n=(1000, 20_000, 200_000),
                     db_limits=(50, 500, 5000), duration_s=8.0, warmup_s=2.0, fixed_rate_s=8.0),
 }
+
+
+def narrowed(profile: Profile, args: argparse.Namespace) -> Profile:
+    """`profile` with the work sizes, concurrency levels and step length the command line
+    asks for instead (a shortened run for comparing two builds)."""
+    changes: dict[str, Any] = {}
+    if args.rows is not None:
+        changes.update(rows=tuple(args.rows), compute_n=())
+    if args.concurrency is not None:
+        changes["concurrency"] = tuple(args.concurrency)
+    if args.duration_s is not None:
+        changes["duration_s"] = args.duration_s
+    if not changes:
+        return profile
+    return dataclasses.replace(profile, name=f"{profile.name} (narrowed)", **changes)
 
 
 # -- requests -----------------------------------------------------------------------------
@@ -125,7 +147,7 @@ def compute_url_params(rng: random.Random, n: int) -> list[dict[str, Any]]:
 
 
 def write_url_file(path: Path, base_url: str, endpoint: str, queries: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(f"{base_url}{endpoint}?{urlencode(query)}\n" for query in queries))
+    path.write_text("".join(f"{base_url}{endpoint}{'?' if query else ''}{urlencode(query)}\n" for query in queries))
     return path
 
 
@@ -477,9 +499,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20240101)
     parser.add_argument("--out", type=Path, default=None, help="result directory (default: dated, under bench/results)")
     parser.add_argument("--no-cancel-check", action="store_true")
+    parser.add_argument("--rows", type=int, nargs="+", default=None,
+                        help="list_items work sizes instead of the profile's (and no compute steps)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=None,
+                        help="concurrency levels instead of the profile's")
+    parser.add_argument("--duration-s", type=float, default=None, help="closed-loop step length instead of the profile's")
+    parser.add_argument("--no-fixed-rate", action="store_true", help="skip the open-loop steps")
     args = parser.parse_args()
 
-    profile = PROFILES[args.profile]
+    profile = narrowed(PROFILES[args.profile], args)
     if not args.worker_bin.exists():
         parser.error(f"{args.worker_bin} does not exist: run `cargo build --release -p molt-demo-worker --bin molt_worker` (make demo does)")
     transport = args.transport or default_transport(args.worker_bin)
@@ -498,7 +526,7 @@ def main() -> int:
         "load_tool": tool.name,
         "django_workers": args.workers,
         "sync_server": f"gunicorn, {args.workers} sync workers",
-        "async_server": f"uvicorn, {args.workers} workers",
+        "async_server": f"uvicorn (uvloop, httptools), {args.workers} workers",
         "concurrency": list(profile.concurrency),
         "rows": list(profile.rows),
         "compute_n": list(profile.compute_n),
@@ -514,10 +542,16 @@ def main() -> int:
                           ("MOLT_FAKE_DB_DELAY_MS", "MOLT_FAKE_DB_DECODE_US_PER_ROW", "MOLT_FAKE_DB_CPU_ITERS")},
         "exports": str(args.exports.relative_to(REPO_ROOT)) if args.exports.is_relative_to(REPO_ROOT) else str(args.exports),
     }
-    families = [("rows", work, LIST_ENDPOINTS) for work in profile.rows]
+    # The ceiling first: it needs no warm worker, and every other step is compared with it.
+    families = [(CEILING_PARAM, 0, CEILING_ENDPOINTS)]
+    families += [("rows", work, LIST_ENDPOINTS) for work in profile.rows]
     families += [("n", work, COMPUTE_ENDPOINTS) for work in profile.compute_n]
     families += [("limit", work, DB_ENDPOINTS) for work in profile.db_limits]
-    total = sum(len(endpoints) * len(profile.concurrency) + len(endpoints) for _, _, endpoints in families)
+    fixed_rate = not args.no_fixed_rate
+    total = sum(
+        len(endpoints) * len(profile.concurrency) + (len(endpoints) if fixed_rate and work_param != CEILING_PARAM else 0)
+        for work_param, _, endpoints in families
+    )
     print(f"molt demo benchmark: profile {profile.name}, transport {transport}, load tool {tool.name} "
           f"({tool.version}), {args.workers} Django processes per server; results in "
           f"{out_dir.relative_to(REPO_ROOT) if out_dir.is_relative_to(REPO_ROOT) else out_dir}", flush=True)
@@ -530,7 +564,9 @@ def main() -> int:
                         exports=args.exports, metrics_path=metrics_path, log_dir=scratch) as server:
             worker = worker_version(server)
             for work_param, work, endpoints in families:
-                if work_param == "rows":
+                if work_param == CEILING_PARAM:
+                    queries = [{} for _ in range(URLS_PER_FILE)]
+                elif work_param == "rows":
                     queries = list_items_url_params(rng, work)
                 elif work_param == "n":
                     queries = compute_url_params(rng, work)
@@ -557,6 +593,8 @@ def main() -> int:
                         runs.append(record)
                         progress(step, total, record)
                         best_rps[endpoint] = max(best_rps[endpoint], result.rps)
+                if not fixed_rate or work_param == CEILING_PARAM:
+                    continue
                 rate = max(round(min(best_rps.values()) * FIXED_RATE_SHARE, 1), 1.0)
                 for endpoint in endpoints:
                     step += 1
@@ -598,6 +636,7 @@ def main() -> int:
         "fixed_rate_runs": fixed_rate_runs,
         "cancellation": cancellation,
         "breakdown": breakdown(runs),
+        "cpu_per_request": cpu_accounting(runs),
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     summary = write_report(out_dir)

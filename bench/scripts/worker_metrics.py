@@ -54,13 +54,14 @@ def percentile(values: list[float], pct: float) -> float | None:
 
 
 def summarise(records: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str, Any]:
-    """p50/p99/max of each numeric field over `records`, and the count of each status."""
+    """mean/p50/p99/max of each numeric field over `records`, and the count of each status."""
     summary: dict[str, Any] = {
         "calls": len(records),
         "statuses": dict(Counter(str(record.get("status")) for record in records)),
     }
     for name in fields:
         values = [float(record[name]) for record in records if isinstance(record.get(name), int | float)]
+        summary[f"{name}_mean"] = sum(values) / len(values) if values else None
         summary[f"{name}_p50"] = percentile(values, 50)
         summary[f"{name}_p99"] = percentile(values, 99)
         summary[f"{name}_max"] = max(values) if values else None

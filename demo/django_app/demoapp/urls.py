@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import trivial, views
 
 urlpatterns = [
     path("baseline", views.baseline),
@@ -14,4 +14,6 @@ urlpatterns = [
     path("db/baseline", views.db_baseline),
     path("db/offload", views.db_offload),
     path("db/entry", views.db_entry),
+    path("trivial", trivial.trivial),
+    path("trivial_async", trivial.trivial_async),
 ]
