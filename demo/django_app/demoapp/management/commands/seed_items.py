@@ -7,6 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, transaction
 
+from demoapp.models import Item
+
 # Row i (0-based) belongs to user 1 + i % users. Statuses 60/30/10 % open/closed/archived;
 # every 200 consecutive rows share a created_at, so a user's items tie on it and the id
 # decides their order (as the page's cursor does); the microseconds exercise Django's
@@ -41,9 +43,16 @@ class Command(BaseCommand):
                 cursor.execute("SELECT count(*), coalesce(max(id), 0) FROM demoapp_item")
                 if cursor.fetchone() == (rows, rows):
                     return
-            with transaction.atomic():
+            # Building the indexes once after the insert is about twice as fast as keeping
+            # them up to date row by row.
+            indexes = Item._meta.indexes
+            with transaction.atomic(), connection.schema_editor() as schema:
+                for index in indexes:
+                    schema.remove_index(Item, index)
                 cursor.execute("TRUNCATE demoapp_item")
                 cursor.execute(SEED_SQL, {"rows": rows, "users": users})
                 cursor.execute("SELECT setval(pg_get_serial_sequence('demoapp_item', 'id'), %s)", [max(rows, 1)])
+                for index in indexes:
+                    schema.add_index(Item, index)
             cursor.execute("ANALYZE demoapp_item")
         self.stdout.write(f"demoapp_item: {rows} rows for {users} users")
