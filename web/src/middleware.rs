@@ -1,0 +1,179 @@
+//! The service's own layers, in the order a request meets them (see
+//! [`Web::finish`](crate::Web::finish)): request id, access log and metrics, then the
+//! in-flight limit and the route timeout (tower's), then the routes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower::BoxError;
+
+use crate::error::{ErrorCode, HttpError};
+use crate::Shared;
+
+/// The header a request id comes in and goes out with.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest request id taken from a client; a longer (or non-printable) one is replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A request's id: a number unique in this process (what the entry's
+/// [`Ctx::request_id`](molt_worker::Ctx::request_id) shows), and the text in the
+/// `X-Request-Id` response header (the client's own if it sent a usable one, else the
+/// number). Handlers read it as an extension.
+#[derive(Clone, Debug)]
+pub struct RequestId {
+    /// Unique in this process.
+    pub number: u64,
+    /// As sent back to the client.
+    pub header: HeaderValue,
+}
+
+/// Layer 1: gives the request its [`RequestId`] and echoes it on the response.
+pub(crate) async fn request_id(
+    State(shared): State<Arc<Shared>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // Relaxed: a counter handing out unique numbers; it orders nothing.
+    let number = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+    let header = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .filter(|value| {
+            value.len() <= MAX_REQUEST_ID_LEN
+                && value.as_bytes().iter().all(|byte| byte.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(number));
+    request.extensions_mut().insert(RequestId {
+        number,
+        header: header.clone(),
+    });
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID_HEADER, header);
+    response
+}
+
+/// What the access log needs of a request that may never be answered.
+struct InFlight {
+    shared: Arc<Shared>,
+    method: Method,
+    path: String,
+    route: String,
+    request_id: HeaderValue,
+    arrived: Instant,
+    /// Set once the response exists; still `None` on drop means the client went away.
+    answered: Option<(StatusCode, Option<&'static str>)>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let elapsed = self.arrived.elapsed();
+        let id = self.request_id.to_str().unwrap_or("");
+        match self.answered {
+            Some((status, code)) => {
+                self.shared
+                    .metrics
+                    .ended(&self.route, Some(status), elapsed);
+                let code = code.unwrap_or("");
+                log::info!(
+                    "{} {} {} {code} {:.3}ms request_id={id}",
+                    self.method,
+                    self.path,
+                    status.as_u16(),
+                    elapsed.as_secs_f64() * 1e3
+                );
+            }
+            None => {
+                self.shared.metrics.ended(&self.route, None, elapsed);
+                log::info!(
+                    "{} {} client closed the connection after {:.3}ms; its call was cancelled request_id={id}",
+                    self.method,
+                    self.path,
+                    elapsed.as_secs_f64() * 1e3
+                );
+            }
+        }
+    }
+}
+
+/// Layer 2: one access-log line and one metrics sample per request, answered or not.
+pub(crate) async fn access_log(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| HeaderValue::from_static(""), |id| id.header.clone());
+    shared.metrics.started();
+    let mut in_flight = InFlight {
+        shared,
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+        route,
+        request_id,
+        arrived: Instant::now(),
+        answered: None,
+    };
+    let response = next.run(request).await;
+    let code = response.extensions().get::<ErrorCode>().map(|code| code.0);
+    in_flight.answered = Some((response.status(), code));
+    response
+}
+
+/// What tower's in-flight limit and timeout fail with, as answers.
+pub(crate) async fn tower_error(shared: Arc<Shared>, error: BoxError) -> Response {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        return HttpError::busy(
+            &shared.config,
+            "busy: the service is at its limit of requests in flight",
+        )
+        .into_response();
+    }
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return HttpError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", "deadline exceeded")
+            .into_response();
+    }
+    log::error!("unexpected middleware error: {error}");
+    HttpError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "internal error",
+    )
+    .into_response()
+}
+
+/// The fallback: no route has this path.
+pub(crate) async fn not_found(request: Request) -> Response {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("no route for {}", request.uri().path()),
+    )
+    .into_response()
+}
+
+/// A route exists but not for this method.
+pub(crate) async fn method_not_allowed(request: Request) -> Response {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
