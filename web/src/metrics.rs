@@ -62,7 +62,10 @@ impl WebMetrics {
             );
         }
         let stats = routes.get_mut(route).expect("inserted above");
-        stats.latency.saturating_record(ns);
+        // The histogram grows to fit; should growing fail, clamp rather than lose the sample.
+        if stats.latency.record(ns).is_err() {
+            stats.latency.saturating_record(ns);
+        }
         stats.sum_ns = stats.sum_ns.saturating_add(ns);
         let key = status.map_or(CLIENT_CLOSED, |status| status.as_u16());
         *stats.by_status.entry(key).or_default() += 1;

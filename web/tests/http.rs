@@ -586,6 +586,14 @@ fn metrics_count_requests_per_route_and_status() {
     post_json(service.addr, "/items", r#"{"user_id": 1, "limit": 1}"#);
     post_json(service.addr, "/items", r#"{"user_id": 1}"#);
     request(service.addr, "GET", "/nope", &[], b"");
+    // Answered 504 at its 30 ms deadline: it cannot land in a bucket below 30 ms.
+    request(
+        service.addr,
+        "POST",
+        "/wait_async",
+        &["X-Molt-Timeout-Ms: 30"],
+        br#"{"ms": 20000}"#,
+    );
     let metrics = request(service.addr, "GET", "/metrics", &[], b"");
     assert_eq!(metrics.status, 200);
     let text = String::from_utf8(metrics.body).unwrap();
@@ -594,6 +602,8 @@ fn metrics_count_requests_per_route_and_status() {
         r#"molt_web_requests_total{route="/items",status="400"} 1"#,
         r#"molt_web_requests_total{route="unmatched",status="404"} 1"#,
         r#"molt_web_request_seconds_count{route="/items"} 2"#,
+        r#"molt_web_request_seconds_bucket{route="/wait_async",le="0.025"} 0"#,
+        r#"molt_web_request_seconds_bucket{route="/wait_async",le="+Inf"} 1"#,
         "molt_web_requests_in_flight 1",
     ] {
         assert!(text.contains(line), "{line} not in\n{text}");
