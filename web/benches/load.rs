@@ -203,9 +203,13 @@ fn main() {
         .route("/inline", web.entry("list_items_inline"))
         .route("/pooled", web.entry("list_items"));
     let molt = runtime.block_on(serve(web.finish(routes)));
+    let unlayered = runtime.block_on(serve(
+        Router::new().route("/inline", web.entry("list_items_inline")),
+    ));
     let bare_addr = runtime.block_on(serve(Router::new().route("/bare", post(bare))));
     let runs = [
         ("bare axum          ", bare_addr, "/bare"),
+        ("entry, no layers   ", unlayered, "/inline"),
         ("molt-web inline    ", molt, "/inline"),
         ("molt-web compute   ", molt, "/pooled"),
     ];
