@@ -172,11 +172,7 @@ impl<S: Send + Sync + 'static> Web<S> {
         let layers = ServiceBuilder::new()
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&self.shared),
-                middleware::request_id,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&self.shared),
-                middleware::access_log,
+                middleware::observe,
             ))
             .layer(HandleErrorLayer::new({
                 let shared = Arc::clone(&self.shared);

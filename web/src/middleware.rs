@@ -1,5 +1,5 @@
 //! The service's own layers, in the order a request meets them (see
-//! [`Web::finish`](crate::Web::finish)): request id, access log and metrics, then the
+//! [`Web::finish`](crate::Web::finish)): request id with access log and metrics, then the
 //! in-flight limit and the route timeout (tower's), then the routes.
 
 use std::sync::atomic::Ordering;
@@ -33,8 +33,10 @@ pub struct RequestId {
     pub header: HeaderValue,
 }
 
-/// Layer 1: gives the request its [`RequestId`] and echoes it on the response.
-pub(crate) async fn request_id(
+/// Layer 1: gives the request its [`RequestId`] (echoed on the response), and writes one
+/// access-log line and one metrics sample per request, answered or not. One layer rather than
+/// two: each `from_fn` layer boxes a future per request.
+pub(crate) async fn observe(
     State(shared): State<Arc<Shared>>,
     mut request: Request,
     next: Next,
@@ -54,7 +56,20 @@ pub(crate) async fn request_id(
         number,
         header: header.clone(),
     });
+    shared.metrics.started();
+    let mut in_flight = InFlight {
+        route: request.extensions().get::<MatchedPath>().cloned(),
+        // Copied only when it will be logged.
+        request_line: log::log_enabled!(log::Level::Info)
+            .then(|| (request.method().clone(), request.uri().path().to_owned())),
+        request_id: header.clone(),
+        arrived: Instant::now(),
+        answered: None,
+        shared,
+    };
     let mut response = next.run(request).await;
+    let code = response.extensions().get::<ErrorCode>().map(|code| code.0);
+    in_flight.answered = Some((response.status(), code));
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
     response
 }
@@ -62,9 +77,10 @@ pub(crate) async fn request_id(
 /// What the access log needs of a request that may never be answered.
 struct InFlight {
     shared: Arc<Shared>,
-    method: Method,
-    path: String,
-    route: String,
+    /// `None` for a request no route matched.
+    route: Option<MatchedPath>,
+    /// Method and path, when the access log is on.
+    request_line: Option<(Method, String)>,
     request_id: HeaderValue,
     arrived: Instant,
     /// Set once the response exists; still `None` on drop means the client went away.
@@ -74,62 +90,25 @@ struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let elapsed = self.arrived.elapsed();
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let status = self.answered.map(|(status, _)| status);
+        self.shared.metrics.ended(route, status, elapsed);
+        let Some((method, path)) = &self.request_line else {
+            return;
+        };
         let id = self.request_id.to_str().unwrap_or("");
+        let ms = elapsed.as_secs_f64() * 1e3;
         match self.answered {
-            Some((status, code)) => {
-                self.shared
-                    .metrics
-                    .ended(&self.route, Some(status), elapsed);
-                let code = code.unwrap_or("");
-                log::info!(
-                    "{} {} {} {code} {:.3}ms request_id={id}",
-                    self.method,
-                    self.path,
-                    status.as_u16(),
-                    elapsed.as_secs_f64() * 1e3
-                );
-            }
-            None => {
-                self.shared.metrics.ended(&self.route, None, elapsed);
-                log::info!(
-                    "{} {} client closed the connection after {:.3}ms; its call was cancelled request_id={id}",
-                    self.method,
-                    self.path,
-                    elapsed.as_secs_f64() * 1e3
-                );
-            }
+            Some((status, code)) => log::info!(
+                "{method} {path} {} {} {ms:.3}ms request_id={id}",
+                status.as_u16(),
+                code.unwrap_or("")
+            ),
+            None => log::info!(
+                "{method} {path} client closed the connection after {ms:.3}ms; its call was cancelled request_id={id}"
+            ),
         }
     }
-}
-
-/// Layer 2: one access-log line and one metrics sample per request, answered or not.
-pub(crate) async fn access_log(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map_or_else(|| HeaderValue::from_static(""), |id| id.header.clone());
-    shared.metrics.started();
-    let mut in_flight = InFlight {
-        shared,
-        method: request.method().clone(),
-        path: request.uri().path().to_owned(),
-        route,
-        request_id,
-        arrived: Instant::now(),
-        answered: None,
-    };
-    let response = next.run(request).await;
-    let code = response.extensions().get::<ErrorCode>().map(|code| code.0);
-    in_flight.answered = Some((response.status(), code));
-    response
 }
 
 /// What tower's in-flight limit and timeout fail with, as answers.
