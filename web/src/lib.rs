@@ -4,7 +4,8 @@
 //! clients here, with the same deadlines, cancellation and limits.
 //!
 //! - [`Web::entry`] mounts an entry as a `POST` route in one line; everything else is an
-//!   ordinary axum [`Router`] (path parameters, method routing, nesting, your own handlers).
+//!   ordinary axum [`Router`] (path parameters, method routing, nesting, your own handlers;
+//!   [`Path`] and [`Query`] extract typed parameters with a JSON 400 naming the one at fault).
 //!   The body is the entry's request, JSON or MsgPack by `Content-Type`; the reply is in the
 //!   codec `Accept` asks for.
 //! - Failures answer as the Django decorator does, with `{"error": {"code", "message"}}`:
@@ -50,6 +51,7 @@ mod cli;
 mod codec;
 mod config;
 mod error;
+mod extract;
 mod handler;
 mod metrics;
 mod middleware;
@@ -70,6 +72,7 @@ pub use self::cli::{run, run_with_args};
 pub use self::codec::{JSON, MSGPACK};
 pub use self::config::{BusyStatus, Listen, WebConfig};
 pub use self::error::HttpError;
+pub use self::extract::{Path, Query};
 pub use self::handler::TIMEOUT_HEADER;
 pub use self::middleware::{RequestId, REQUEST_ID_HEADER};
 pub use self::server::{bind, Bound};

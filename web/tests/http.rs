@@ -109,6 +109,15 @@ fn fail(kind: String, _ctx: &Ctx<TestState>) -> Result<(), EntryError> {
     })
 }
 
+#[derive(Deserialize)]
+struct Search {
+    limit: u32,
+}
+
+async fn search(molt_web::Query(search): molt_web::Query<Search>) -> String {
+    search.limit.to_string()
+}
+
 fn nothing(_: (), _ctx: &Ctx<TestState>) -> Result<&'static str, EntryError> {
     Ok("nothing")
 }
@@ -156,23 +165,19 @@ impl Service {
         };
         let web = Web::new(entries, config.clone());
         let state = std::sync::Arc::clone(web.state());
-        let routes =
-            Router::new()
-                .route("/items", web.entry("list_items"))
-                .route("/wait", web.entry("wait"))
-                .route("/wait_async", web.entry("wait_async"))
-                .route("/fail", web.entry("fail"))
-                .route("/nothing", web.entry("nothing"))
-                .route("/panic", web.entry("panic"))
-                .route(
-                    "/users/{id}",
-                    get(
-                        |axum::extract::Path(id): axum::extract::Path<u64>| async move {
-                            id.to_string()
-                        },
-                    ),
-                )
-                .nest("/entries", web.entries_router());
+        let routes = Router::new()
+            .route("/items", web.entry("list_items"))
+            .route("/wait", web.entry("wait"))
+            .route("/wait_async", web.entry("wait_async"))
+            .route("/fail", web.entry("fail"))
+            .route("/nothing", web.entry("nothing"))
+            .route("/panic", web.entry("panic"))
+            .route(
+                "/users/{id}",
+                get(|molt_web::Path(id): molt_web::Path<u64>| async move { id.to_string() }),
+            )
+            .route("/search", get(search))
+            .nest("/entries", web.entries_router());
         let router = web.finish(routes);
         let bound = runtime.block_on(molt_web::bind(config)).unwrap();
         let addr = bound.local_addr().unwrap();
@@ -327,6 +332,22 @@ fn path_parameters_route_to_handlers_of_your_own() {
     assert_eq!(response.body, b"42");
     let bad = request(service.addr, "GET", "/users/forty-two", &[], b"");
     assert_eq!(bad.status, 400);
+    assert_eq!(bad.error().0, "InvalidInput");
+    assert!(bad.error().1.contains("forty-two"), "{:?}", bad.error());
+}
+
+#[test]
+fn a_query_parameter_of_the_wrong_type_is_400_naming_it() {
+    let service = Service::start(WebConfig::default());
+    let ok = request(service.addr, "GET", "/search?limit=5", &[], b"");
+    assert_eq!(ok.body, b"5");
+    let bad = request(service.addr, "GET", "/search?limit=many", &[], b"");
+    assert_eq!(bad.status, 400);
+    let (code, message) = bad.error();
+    assert_eq!(code, "InvalidInput");
+    assert!(message.contains("limit"), "{message}");
+    let missing = request(service.addr, "GET", "/search", &[], b"");
+    assert!(missing.error().1.contains("limit"), "{:?}", missing.error());
 }
 
 #[test]
