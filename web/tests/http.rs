@@ -661,3 +661,39 @@ fn past_the_shutdown_grace_requests_in_flight_are_cancelled() {
     assert!(common::closed(&mut in_flight));
     assert_eq!(service.state.effects.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_client_that_never_finishes_its_head_is_disconnected() {
+    let config = WebConfig {
+        header_read_timeout: Duration::from_millis(200),
+        ..WebConfig::default()
+    };
+    let service = Service::start(config);
+    let mut stream = connect(service.addr);
+    stream
+        .write_all(b"POST /items HTTP/1.1\r\nHost: te")
+        .unwrap();
+    // hyper may answer 408 before closing; either way the connection ends.
+    assert!(common::closed_or_answered(&mut stream));
+}
+
+#[test]
+fn a_body_that_never_arrives_is_408() {
+    let config = WebConfig {
+        body_read_timeout: Duration::from_millis(200),
+        ..WebConfig::default()
+    };
+    let service = Service::start(config);
+    let mut stream = connect(service.addr);
+    let mut bytes = head(
+        "POST",
+        "/items",
+        &["Content-Type: application/json"],
+        Some(100),
+    );
+    bytes.extend_from_slice(br#"{"user_id""#);
+    stream.write_all(&bytes).unwrap();
+    let response = read_response(&mut stream);
+    assert_eq!(response.status, 408);
+    assert_eq!(response.error().0, "RequestTimeout");
+}

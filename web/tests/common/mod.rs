@@ -144,3 +144,13 @@ pub fn closed(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.read(&mut byte), Ok(0) | Err(_))
 }
+
+/// Whether the peer ended `stream`, possibly after a response: reads to EOF (or an error)
+/// within the read timeout.
+pub fn closed_or_answered(stream: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
