@@ -15,7 +15,7 @@ PORT ?= 8000
 # stopped after, unless MOLT_PG_DSN names one already, so that `make test` starts one for all.
 WITH_PG := $(PYTHON) scripts/pgcluster.py run --
 
-.PHONY: all setup build build-release test test-rust test-loom test-python python-suites test-reliability demo serve bench-check bench-ipc oha fuzz chaos soak deny clean
+.PHONY: all setup build build-release test test-rust test-loom test-python python-suites test-reliability demo serve bench-check bench-ipc bench-web oha fuzz chaos soak deny clean
 
 all: test
 
@@ -88,6 +88,11 @@ chaos: setup build
 DURATION ?= 1800
 soak: setup build
 	$(PY) tests/soak/soak.py --duration $(DURATION)
+
+# molt-web's load bench over loopback: bare axum vs the same handler as molt-web entries
+# (without and with the layers), at concurrency 1, 32 and 256; stops by itself.
+bench-web:
+	$(CARGO) bench -p molt-web --bench load -- --seconds 5 --concurrency 1,32,256
 
 # Licenses, bans and sources of the Rust dependency tree (deny.toml); builds cargo-deny into
 # .tools/ once. Advisories need a database from outside the registries: not checked here.
