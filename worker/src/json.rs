@@ -141,11 +141,11 @@ pub fn write_float(out: &mut String, value: f64) {
     if point > -4 && point <= 16 {
         if point <= 0 {
             out.push_str("0.");
-            out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+            out.push_str(&"0".repeat(point.unsigned_abs() as usize));
             out.push_str(&digits);
         } else if point as usize >= digits.len() {
             out.push_str(&digits);
-            out.extend(std::iter::repeat_n('0', point as usize - digits.len()));
+            out.push_str(&"0".repeat(point as usize - digits.len()));
             out.push_str(".0");
         } else {
             out.push_str(&digits[..point as usize]);
