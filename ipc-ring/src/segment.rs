@@ -49,7 +49,7 @@ use memmap2::{MmapMut, MmapOptions};
 
 use crate::platform::memfd;
 use crate::ring::{self, Consumer, Producer, RingControl, CONTROL_LEN};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Ordering, SharedBytes};
 
 /// The first 8 bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"MOLTSHM\0";
@@ -279,6 +279,16 @@ fn page_size() -> u64 {
     }
 }
 
+/// The segment header as shared bytes, copied only with atomic accesses.
+///
+/// # Safety
+/// `base` is the start of a live mapping of at least [`HEADER_LEN`] bytes, valid for reads
+/// and writes while the returned value is used.
+unsafe fn header_bytes(base: NonNull<u8>) -> SharedBytes {
+    // SAFETY: by the caller's contract.
+    unsafe { SharedBytes::new(base, HEADER_LEN) }
+}
+
 /// A mapped segment and where its parts are; kept alive by every endpoint built from it.
 struct Mapping {
     /// The shared mapping; its base pointer was taken once, before this value was shared,
@@ -306,9 +316,10 @@ impl Mapping {
         let mut map = unsafe { MmapOptions::new().len(len).map_mut(file) }?;
         let base = NonNull::new(map.as_mut_ptr()).ok_or(AttachError::BadLength)?;
         let mut header = [0u8; HEADER_LEN];
-        // SAFETY: the mapping is at least HEADER_LEN bytes (checked by both callers) and
-        // `header` is private memory.
-        unsafe { std::ptr::copy_nonoverlapping(base.as_ptr(), header.as_mut_ptr(), HEADER_LEN) };
+        // SAFETY: the mapping is at least HEADER_LEN bytes (checked by both callers); the
+        // header is read with atomic copies because the peer may be rewriting it right now
+        // (see SharedBytes); the copy is what gets validated.
+        unsafe { header_bytes(base).read(0, &mut header) };
         let layout = layout_of(&header)?;
         Ok(Arc::new(Self {
             _map: map,
@@ -452,10 +463,8 @@ impl WorkerSide {
         let mut header = [0u8; HEADER_LEN];
         layout.write_header(&mut header);
         // SAFETY: the header lies in the fresh mapping, which no other process can see yet
-        // (its descriptor has not been sent), so nothing reads or writes it concurrently.
-        unsafe {
-            std::ptr::copy_nonoverlapping(header.as_ptr(), mapping.base.as_ptr(), HEADER_LEN)
-        };
+        // (its descriptor has not been sent); written like every other access to the mapping.
+        unsafe { header_bytes(mapping.base).write(0, &header) };
         let (_, requests) = mapping.ring(layout.request);
         let (responses, _) = mapping.ring(layout.response);
         Ok((

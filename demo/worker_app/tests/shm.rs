@@ -14,6 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use molt_ipc_ring::frame::{Codec, Frame, Kind, Status};
@@ -501,6 +502,52 @@ impl HostileClient {
     }
 }
 
+/// Writes random bytes at random places of a segment from its own thread: headers, ring
+/// indices, futex words and records alike, as a hostile client process could. Paced, so that
+/// the worker reads many scribbled records before a write to an index or the state word
+/// makes the connection's end certain.
+struct Scribbler {
+    /// Start of the hostile mapping, as an address: the thread only needs where to write.
+    base: usize,
+    len: usize,
+    /// xorshift64* state; never 0.
+    state: u64,
+}
+
+impl Scribbler {
+    fn next(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Scribbles until `stop` is set.
+    fn run(mut self, stop: &AtomicBool) {
+        // Relaxed: a flag; the scribbling itself needs no order.
+        while !stop.load(Ordering::Relaxed) {
+            let random = self.next();
+            let at = (random >> 8) as usize % self.len;
+            // SAFETY: `at < len`, inside the mapping that the HostileClient owning it keeps
+            // alive until after this thread is joined. Atomic, because this process's own
+            // client endpoints read the same memory.
+            let byte = unsafe { AtomicU8::from_ptr((self.base + at) as *mut u8) };
+            byte.store(random as u8, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_micros(10));
+        }
+    }
+}
+
+impl HostileClient {
+    fn scribbler(&self, seed: u64) -> Scribbler {
+        Scribbler {
+            base: self.base as usize,
+            len: self.len,
+            state: seed | 1,
+        }
+    }
+}
+
 impl Drop for HostileClient {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `connect`, used by nothing after this.
@@ -559,6 +606,48 @@ fn a_response_index_out_of_range_closes_that_connection() {
         "the worker kept a connection whose response ring is corrupt"
     );
     assert_worker_still_serves(&worker);
+}
+
+/// The worker reads a segment that another thread of the client scribbles over while calls
+/// flow through it. Whatever it reads (torn headers, impossible indices, garbage frames, a
+/// rewritten state word), it ends that connection (ProtocolError, or a closed segment) and
+/// goes on serving others.
+#[test]
+fn a_segment_scribbled_over_while_in_use_ends_only_that_connection() {
+    let (dir, mut worker) = started("scribble", &["--ring-bytes", "4096"]);
+    let seed = monotonic_now_ns();
+    eprintln!("scribbler seed: {seed}");
+    let call = Frame::call(1, "echo", Codec::Raw, &[0x42; 100]).encode_to_vec();
+    for round in 0..8 {
+        let mut hostile = HostileClient::connect(&socket_in(&dir));
+        let scribbler = hostile.scribbler(seed.wrapping_add(round));
+        let stop = AtomicBool::new(false);
+        let ended = std::thread::scope(|scope| {
+            scope.spawn(|| scribbler.run(&stop));
+            let client = &mut hostile.client;
+            let started = Instant::now();
+            let mut ended = false;
+            while !ended && started.elapsed() < HANG_BOUND {
+                // Both ends of this client are scribbled too: any result is fine, only the
+                // worker's verdict counts.
+                let _ = client.side.requests.push(&call);
+                if let Ok(reply) = client.side.responses.pop() {
+                    reply.consume();
+                }
+                ended = peer_hung_up(&client.stream).unwrap_or(true);
+            }
+            // Relaxed: a flag; the scope joins the scribbler before the mapping goes.
+            stop.store(true, Ordering::Relaxed);
+            ended
+        });
+        assert!(ended, "round {round}: the worker kept a scribbled connection");
+    }
+    assert_worker_still_serves(&worker);
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker died: {}",
+        worker.stderr()
+    );
 }
 
 #[test]
