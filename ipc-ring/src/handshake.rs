@@ -27,8 +27,9 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::platform::connect::{connect_before, time_left, timed_out};
 use crate::platform::{fd_passing, peer};
 use crate::segment::{AttachError, ClientSide, SegmentConfig, WorkerSide};
 
@@ -113,8 +114,7 @@ pub fn offer(stream: &UnixStream, config: &SegmentConfig) -> Result<WorkerSide, 
 }
 
 /// Client side, on a connected stream: checks the worker's uid, receives the segment and
-/// attaches it. Blocks until the worker answers; set a read timeout on `stream` to bound
-/// that (as [`connect`] does).
+/// attaches it. Blocks until the worker answers; [`connect`] bounds the whole handshake.
 ///
 /// ```
 /// use std::os::unix::net::UnixStream;
@@ -124,12 +124,31 @@ pub fn offer(stream: &UnixStream, config: &SegmentConfig) -> Result<WorkerSide, 
 /// assert!(matches!(handshake::accept(&client_end), Err(HandshakeError::PeerClosed)));
 /// ```
 pub fn accept(stream: &UnixStream) -> Result<ClientSide, HandshakeError> {
+    receive_segment(stream, None)
+}
+
+/// [`accept`], with every read bounded by `deadline` (the stream's read timeout is left set;
+/// the caller clears it).
+fn receive_segment(
+    stream: &UnixStream,
+    deadline: Option<Instant>,
+) -> Result<ClientSide, HandshakeError> {
     require_same_user(stream)?;
     let mut hello = [0u8; HELLO.len()];
     let mut filled = 0;
     let mut segment_fd = None;
     while filled < hello.len() {
-        let (n, fd) = fd_passing::recv_with_fd(stream, &mut hello[filled..])?;
+        if let Some(deadline) = deadline {
+            stream.set_read_timeout(Some(time_left(deadline, "handshake")?))?;
+        }
+        let (n, fd) = match fd_passing::recv_with_fd(stream, &mut hello[filled..]) {
+            Ok(received) => received,
+            // What an expired read timeout reports on Linux.
+            Err(e) if deadline.is_some() && e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(timed_out("handshake").into())
+            }
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             return Err(HandshakeError::PeerClosed);
         }
@@ -148,9 +167,11 @@ pub fn accept(stream: &UnixStream) -> Result<ClientSide, HandshakeError> {
     ClientSide::attach(fd.into()).map_err(HandshakeError::Attach)
 }
 
-/// Client side, from a socket path: connects, runs [`accept`] with `timeout` on the wait for
-/// the worker's answer, and returns the stream (keep it: it is the liveness channel) with the
-/// client's endpoints.
+/// Client side, from a socket path: connects and runs [`accept`], the whole of it (the
+/// connect, which a full listen backlog would otherwise block without bound, and every read
+/// of the worker's answer) within `timeout`; past it, [`HandshakeError::Io`] with
+/// [`io::ErrorKind::TimedOut`]. Returns the stream (keep it: it is the liveness channel),
+/// blocking and without timeouts, with the client's endpoints.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -158,9 +179,9 @@ pub fn accept(stream: &UnixStream) -> Result<ClientSide, HandshakeError> {
 /// # drop((stream, client));
 /// ```
 pub fn connect(path: &Path, timeout: Duration) -> Result<(UnixStream, ClientSide), HandshakeError> {
-    let stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(timeout))?;
-    let client = accept(&stream)?;
+    let deadline = Instant::now() + timeout;
+    let stream = connect_before(path, deadline)?;
+    let client = receive_segment(&stream, Some(deadline))?;
     stream.set_read_timeout(None)?;
     Ok((stream, client))
 }

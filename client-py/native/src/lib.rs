@@ -96,7 +96,7 @@ fn guarded(body: impl FnOnce() -> i32) -> i32 {
 /// it (seals, header, the worker's uid) and maps it. On success stores a new handle in
 /// `*out` (free it with [`molt_shm_close`]); on failure leaves `*out` untouched.
 ///
-/// `timeout_ms` bounds the wait for the worker's answer (0: the default of 5 s).
+/// `timeout_ms` bounds the whole handshake, connect included (0: the default of 5 s).
 ///
 /// # Safety
 /// `socket_path` must be a NUL-terminated string and `out` a valid pointer to write a handle

@@ -914,6 +914,64 @@ fn after_sigkill_only_the_socket_file_remains_and_it_refuses_connections() {
     assert!(matches!(err, HandshakeError::Io(_)), "{err}");
 }
 
+/// Stops the worker with SIGSTOP and waits until the kernel reports it stopped.
+fn stop_worker(worker: &Worker) {
+    worker.signal(libc::SIGSTOP);
+    let stopped = eventually(|| {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", worker.pid())).unwrap();
+        // The state follows the parenthesised command name.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    });
+    assert!(stopped, "the worker did not stop");
+}
+
+/// Bound of the handshakes against a stopped worker; the test allows ten times as much.
+const HANDSHAKE_BOUND: Duration = Duration::from_millis(500);
+
+/// `handshake::connect` on another thread: its error, or a failure once it has run ten times
+/// its bound (the thread is then left behind, blocked).
+fn handshake_error_within_bound(socket: &Path) -> HandshakeError {
+    let socket = socket.to_owned();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(handshake::connect(&socket, HANDSHAKE_BOUND).map(drop));
+    });
+    match result.recv_timeout(10 * HANDSHAKE_BOUND) {
+        Ok(outcome) => outcome.expect_err("a handshake with a stopped worker"),
+        Err(_) => panic!("the handshake ran past ten times its bound"),
+    }
+}
+
+#[test]
+fn a_handshake_with_a_stopped_worker_times_out() {
+    let (dir, worker) = started("stopped", &[]);
+    stop_worker(&worker);
+    let err = handshake_error_within_bound(&socket_in(&dir));
+    assert!(matches!(err, HandshakeError::Io(_)), "{err}");
+}
+
+#[test]
+fn a_handshake_with_a_stopped_worker_whose_backlog_is_full_times_out() {
+    let (dir, worker) = started("backlog", &[]);
+    stop_worker(&worker);
+    // Connections the stopped worker never accepts, until the kernel's queue for it is full.
+    let mut queued = Vec::new();
+    loop {
+        let deadline = Instant::now() + Duration::from_millis(20);
+        match molt_ipc_ring::platform::connect::connect_before(&socket_in(&dir), deadline) {
+            Ok(stream) => queued.push(stream),
+            Err(err) if err.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(err) => panic!("connect {}: {err}", queued.len()),
+        }
+        assert!(queued.len() < 1 << 17, "the backlog never filled");
+    }
+    let err = handshake_error_within_bound(&socket_in(&dir));
+    assert!(matches!(err, HandshakeError::Io(_)), "{err}");
+    // Killed in Drop, still stopped, with these connections in its queue.
+    drop(queued);
+}
+
 /// A client that stops reading with its response ring full holds up only its own
 /// connection: the worker's timer answers another client's calls at their deadlines, and
 /// SIGTERM still ends the worker (the stuck client's replies wait in its outbox for at most

@@ -1,6 +1,6 @@
 //! Linux system calls, every one the crate makes: memfd segments with seals,
-//! futex wait/wake on shared words, file-descriptor passing over unix sockets, peer
-//! credentials, and the monotonic clock.
+//! futex wait/wake on shared words, connecting within a deadline and file-descriptor passing
+//! over unix sockets, peer credentials, and the monotonic clock.
 //!
 //! Everything above this module (rings, segments, the wait handshake) talks to no kernel, so
 //! it can run under loom and Miri; its remaining `unsafe` is raw access to the shared mapping
@@ -11,6 +11,7 @@
 //! arithmetic; it has no futex wrapper, so [`futex`] calls `libc::syscall` directly.
 
 pub mod clock;
+pub mod connect;
 pub mod fd_passing;
 pub mod futex;
 pub mod memfd;
