@@ -51,7 +51,7 @@ fn main() {
 }
 
 fn serve(stream: UnixStream, wait: WaitConfig) {
-    let mut segment = match handshake::offer(&stream, &SegmentConfig::default()) {
+    let mut segment = match handshake::worker_side(&stream, &SegmentConfig::default()) {
         Ok(segment) => segment,
         Err(e) => {
             eprintln!("echo_server: handshake: {e}");

@@ -37,6 +37,8 @@ pub const HEADER_LEN: usize = 48;
 pub const MAX_ENTRY_LEN: usize = 255;
 /// Default for the largest frame (header included) a peer accepts: 16 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+/// Byte offset of `kind` (u8) in the header, for readers that peek before decoding.
+pub const KIND_OFFSET: usize = 5;
 /// Byte offset of `request_id` in the header, for readers that peek before decoding.
 pub const REQUEST_ID_OFFSET: usize = 16;
 /// Byte offset of `deadline_ns` in the header, for readers that peek before decoding.
@@ -329,7 +331,7 @@ impl<'a> Frame<'a> {
         let payload_len = u32::try_from(self.payload.len()).expect("payload longer than u32::MAX");
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = VERSION;
-        out[5] = self.kind as u8;
+        out[KIND_OFFSET] = self.kind as u8;
         out[6] = self.codec as u8;
         out[7] = self.status as u8;
         out[8..12].copy_from_slice(&self.flags.to_le_bytes());
@@ -563,7 +565,8 @@ pub fn decode(buf: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, DecodeErr
     }
     let request_id = u64_at(buf, REQUEST_ID_OFFSET);
     let invalid = |reason| DecodeError::Invalid { request_id, reason };
-    let kind = Kind::from_u8(buf[5]).ok_or(invalid(InvalidField::Kind(buf[5])))?;
+    let kind =
+        Kind::from_u8(buf[KIND_OFFSET]).ok_or(invalid(InvalidField::Kind(buf[KIND_OFFSET])))?;
     let codec = Codec::from_u8(buf[6]).ok_or(invalid(InvalidField::Codec(buf[6])))?;
     let status = Status::from_u8(buf[7]).ok_or(invalid(InvalidField::Status(buf[7])))?;
     let flags = u32_at(buf, 8);

@@ -7,6 +7,11 @@
 //!    (`SCM_RIGHTS`).
 //! 4. The client checks the hello, the seals and the header, and maps the segment.
 //!
+//! [`worker_side`] runs the worker's half on an accepted stream and [`client_side`] the
+//! client's on a connected one (both named after the [`WorkerSide`] and [`ClientSide`] they
+//! return); [`connect`] is the client's whole handshake from a socket path, within one
+//! timeout.
+//!
 //! Afterwards the socket carries nothing; it stays open as the liveness channel. Either side
 //! sees the other's death as end-of-stream ([`peer_hung_up`](crate::platform::peer::peer_hung_up)).
 //!
@@ -16,8 +21,8 @@
 //! use molt_ipc_ring::segment::SegmentConfig;
 //!
 //! let (worker_end, client_end) = UnixStream::pair().unwrap();
-//! let mut worker = handshake::offer(&worker_end, &SegmentConfig::default()).unwrap();
-//! let mut client = handshake::accept(&client_end).unwrap();
+//! let mut worker = handshake::worker_side(&worker_end, &SegmentConfig::default()).unwrap();
+//! let mut client = handshake::client_side(&client_end).unwrap();
 //! client.requests.push(b"hi").unwrap();
 //! assert_eq!(worker.requests.pop().unwrap().len(), 2);
 //! ```
@@ -103,10 +108,13 @@ pub fn require_same_user(stream: &UnixStream) -> Result<(), HandshakeError> {
 /// use std::os::unix::net::UnixStream;
 /// use molt_ipc_ring::{handshake, segment::SegmentConfig};
 /// let (worker_end, _client_end) = UnixStream::pair().unwrap();
-/// let worker = handshake::offer(&worker_end, &SegmentConfig::default()).unwrap();
+/// let worker = handshake::worker_side(&worker_end, &SegmentConfig::default()).unwrap();
 /// assert!(!worker.state.is_closed());
 /// ```
-pub fn offer(stream: &UnixStream, config: &SegmentConfig) -> Result<WorkerSide, HandshakeError> {
+pub fn worker_side(
+    stream: &UnixStream,
+    config: &SegmentConfig,
+) -> Result<WorkerSide, HandshakeError> {
     require_same_user(stream)?;
     let (worker, file) = WorkerSide::create(config)?;
     fd_passing::send_with_fd(stream, &HELLO, file.as_fd())?;
@@ -121,13 +129,13 @@ pub fn offer(stream: &UnixStream, config: &SegmentConfig) -> Result<WorkerSide, 
 /// use molt_ipc_ring::handshake::{self, HandshakeError};
 /// let (worker_end, client_end) = UnixStream::pair().unwrap();
 /// drop(worker_end);
-/// assert!(matches!(handshake::accept(&client_end), Err(HandshakeError::PeerClosed)));
+/// assert!(matches!(handshake::client_side(&client_end), Err(HandshakeError::PeerClosed)));
 /// ```
-pub fn accept(stream: &UnixStream) -> Result<ClientSide, HandshakeError> {
+pub fn client_side(stream: &UnixStream) -> Result<ClientSide, HandshakeError> {
     receive_segment(stream, None)
 }
 
-/// [`accept`], with every read bounded by `deadline` (the stream's read timeout is left set;
+/// [`client_side`], with every read bounded by `deadline` (the stream's read timeout is left set;
 /// the caller clears it).
 fn receive_segment(
     stream: &UnixStream,
@@ -167,7 +175,7 @@ fn receive_segment(
     ClientSide::attach(fd.into()).map_err(HandshakeError::Attach)
 }
 
-/// Client side, from a socket path: connects and runs [`accept`], the whole of it (the
+/// Client side, from a socket path: connects and runs [`client_side`], the whole of it (the
 /// connect, which a full listen backlog would otherwise block without bound, and every read
 /// of the worker's answer) within `timeout`; past it, [`HandshakeError::Io`] with
 /// [`io::ErrorKind::TimedOut`]. Returns the stream (keep it: it is the liveness channel),

@@ -82,17 +82,26 @@ pub struct SegmentConfig {
 }
 
 impl Default for SegmentConfig {
-    /// 1 MiB each way: frames up to 512 KiB less 8 bytes. The pages of a memfd are only
-    /// allocated when touched, so an idle connection costs far less.
+    /// [`DEFAULT_RING_CAPACITY`](Self::DEFAULT_RING_CAPACITY) each way.
     fn default() -> Self {
         Self {
-            request_capacity: 1 << 20,
-            response_capacity: 1 << 20,
+            request_capacity: Self::DEFAULT_RING_CAPACITY,
+            response_capacity: Self::DEFAULT_RING_CAPACITY,
         }
     }
 }
 
 impl SegmentConfig {
+    /// Data area of each ring unless configured otherwise: 1 MiB, so frames up to 512 KiB
+    /// less 8 bytes. The pages of a memfd are only allocated when touched, so an idle
+    /// connection costs far less.
+    ///
+    /// ```
+    /// use molt_ipc_ring::segment::SegmentConfig;
+    /// assert_eq!(SegmentConfig::default().response_capacity, SegmentConfig::DEFAULT_RING_CAPACITY);
+    /// ```
+    pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
+
     /// Checks both capacities with [`ring::is_valid_capacity`].
     ///
     /// ```

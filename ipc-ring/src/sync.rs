@@ -19,9 +19,9 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 mod imp {
     use super::{AtomicU32, AtomicU64, Ordering};
     use crate::platform::futex;
-    use std::sync::atomic::AtomicU8;
     use std::io;
     use std::ptr::NonNull;
+    use std::sync::atomic::AtomicU8;
 
     /// A `u32` in shared memory that a thread can sleep on; same layout as `u32`.
     #[repr(transparent)]

@@ -109,7 +109,7 @@ fn a_worker_that_answers_in_time_is_connected_with_no_timeout_left_on_the_stream
     let listener = UnixListener::bind(dir.socket()).unwrap();
     let worker = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        let worker = handshake::offer(&stream, &SegmentConfig::default()).unwrap();
+        let worker = handshake::worker_side(&stream, &SegmentConfig::default()).unwrap();
         (stream, worker)
     });
     let (stream, mut client) = handshake::connect(&dir.socket(), BOUND).unwrap();

@@ -46,7 +46,7 @@ fn attach_copy(file: &File) -> Result<ClientSide, AttachError> {
 fn a_segment_passed_over_a_socket_carries_requests_and_responses() {
     let (worker_end, client_end) = UnixStream::pair().unwrap();
     let client = std::thread::spawn(move || {
-        let mut client = handshake::accept(&client_end).unwrap();
+        let mut client = handshake::client_side(&client_end).unwrap();
         client.requests.push(b"request").unwrap();
         let config = WaitConfig::default();
         let deadline = monotonic_now_ns() + 10_000_000_000;
@@ -58,7 +58,7 @@ fn a_segment_passed_over_a_socket_carries_requests_and_responses() {
         client.responses.pop().unwrap().append_to(&mut reply);
         reply
     });
-    let mut worker = handshake::offer(&worker_end, &SMALL).unwrap();
+    let mut worker = handshake::worker_side(&worker_end, &SMALL).unwrap();
     let deadline = monotonic_now_ns() + 10_000_000_000;
     assert_eq!(
         worker
@@ -348,7 +348,7 @@ fn a_handshake_without_a_descriptor_is_refused() {
     let (worker_end, client_end) = UnixStream::pair().unwrap();
     std::io::Write::write_all(&mut &worker_end, &handshake::HELLO).unwrap();
     assert!(matches!(
-        handshake::accept(&client_end),
+        handshake::client_side(&client_end),
         Err(HandshakeError::BadHello)
     ));
 }
@@ -359,7 +359,7 @@ fn a_handshake_with_the_wrong_message_is_refused() {
     let (_worker, file) = create_small();
     fd_passing::send_with_fd(&worker_end, b"MOLTSHM\x09", file.as_fd()).unwrap();
     assert!(matches!(
-        handshake::accept(&client_end),
+        handshake::client_side(&client_end),
         Err(HandshakeError::BadHello)
     ));
 }
@@ -370,7 +370,7 @@ fn a_handshake_carrying_a_non_segment_is_refused() {
     let file = File::open("/proc/self/exe").unwrap();
     fd_passing::send_with_fd(&worker_end, &handshake::HELLO, file.as_fd()).unwrap();
     assert!(matches!(
-        handshake::accept(&client_end),
+        handshake::client_side(&client_end),
         Err(HandshakeError::Attach(AttachError::Io(_)))
     ));
 }

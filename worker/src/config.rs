@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use molt_ipc_ring::frame::{DEFAULT_MAX_FRAME_BYTES, HEADER_LEN};
 use molt_ipc_ring::ring;
+use molt_ipc_ring::segment::SegmentConfig;
 use molt_ipc_ring::wait::WaitConfig;
 
 use crate::logging::LogFormat;
@@ -72,10 +73,6 @@ pub struct SocketConfig {
     pub spin: Duration,
 }
 
-/// Default ring size: 1 MiB each way, frames up to 512 KiB. A memfd's pages are only
-/// allocated when touched, so an idle connection costs far less than that.
-const DEFAULT_RING_BYTES: usize = 1 << 20;
-
 /// Everything the command line sets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -137,7 +134,7 @@ fn usage_error(message: impl Into<String>) -> UsageError {
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
     let mut stdio = false;
     let mut socket = None;
-    let mut ring_bytes = DEFAULT_RING_BYTES;
+    let mut ring_bytes = SegmentConfig::DEFAULT_RING_CAPACITY;
     let mut spin = WaitConfig::DEFAULT_SPIN;
     let mut exports = None;
     let mut max_queue = 64;
@@ -453,7 +450,7 @@ mod tests {
         };
         let socket = SocketConfig {
             path: PathBuf::from("/run/m/w.sock"),
-            ring_bytes: DEFAULT_RING_BYTES,
+            ring_bytes: SegmentConfig::DEFAULT_RING_CAPACITY,
             spin: WaitConfig::DEFAULT_SPIN,
         };
         assert_eq!(config.transport, Transport::Socket(socket.clone()));
@@ -513,6 +510,15 @@ mod tests {
         let stated = format!(
             "before sleeping (default {})",
             WaitConfig::DEFAULT_SPIN.as_micros()
+        );
+        assert!(USAGE.contains(&stated), "{USAGE}");
+    }
+
+    #[test]
+    fn the_usage_text_states_the_default_ring_size() {
+        let stated = format!(
+            "a power of two (default {})",
+            SegmentConfig::DEFAULT_RING_CAPACITY
         );
         assert!(USAGE.contains(&stated), "{USAGE}");
     }

@@ -21,7 +21,7 @@ fn with_worker(
     let listener = UnixListener::bind(&path).unwrap();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        let segment = handshake::offer(
+        let segment = handshake::worker_side(
             &stream,
             &SegmentConfig {
                 request_capacity: 4096,

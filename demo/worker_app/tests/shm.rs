@@ -640,7 +640,10 @@ fn a_segment_scribbled_over_while_in_use_ends_only_that_connection() {
             stop.store(true, Ordering::Relaxed);
             ended
         });
-        assert!(ended, "round {round}: the worker kept a scribbled connection");
+        assert!(
+            ended,
+            "round {round}: the worker kept a scribbled connection"
+        );
     }
     assert_worker_still_serves(&worker);
     assert!(

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    connect, setsockopt, socket, sockopt::SendTimeout, AddressFamily, SockFlag, SockType,
-    UnixAddr,
+    connect, setsockopt, socket, sockopt::SendTimeout, AddressFamily, SockFlag, SockType, UnixAddr,
 };
 use nix::sys::time::TimeVal;
 

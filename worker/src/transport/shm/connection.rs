@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use molt_ipc_ring::frame::{
-    self, Frame, Kind, ENTRY_LEN_OFFSET, HEADER_LEN, MAX_ENTRY_LEN, PAYLOAD_LEN_OFFSET,
+    self, Frame, Kind, ENTRY_LEN_OFFSET, HEADER_LEN, KIND_OFFSET, MAX_ENTRY_LEN, PAYLOAD_LEN_OFFSET,
 };
 use molt_ipc_ring::handshake::{self, HandshakeError};
 use molt_ipc_ring::lock::Mutex;
@@ -64,7 +64,7 @@ pub fn serve(
     settings: &ConnectionSettings,
     stopping: &AtomicBool,
 ) {
-    let segment = match handshake::offer(&stream, &settings.segment) {
+    let segment = match handshake::worker_side(&stream, &settings.segment) {
         Ok(segment) => segment,
         Err(HandshakeError::ForeignPeer { uid }) => {
             log::warn!("refused a connection from uid {uid}: only this worker's user is served");
@@ -226,7 +226,7 @@ fn strip_expired_payload(
     max_frame_bytes: usize,
 ) -> Option<usize> {
     let (_, deadline_ns) = frame::peek_deadline(head)?;
-    let is_call = head[5] == Kind::Call as u8;
+    let is_call = head[KIND_OFFSET] == Kind::Call as u8;
     if !is_call || deadline_ns == 0 || !clock::until(deadline_ns).is_zero() {
         return None;
     }
