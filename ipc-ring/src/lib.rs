@@ -7,6 +7,7 @@
 //!   nothing; a corrupt index or length from the peer returns an error, never a panic or an
 //!   out-of-bounds access.
 //! - [`wait`]: bounded spinning, then futex sleep, for a consumer waiting on a ring.
+//! - [`spin`]: whether that consumer spins at all, learnt from whether its recent spins paid.
 //! - [`segment`]: a sealed memfd holding a header and two rings (requests, responses).
 //! - [`handshake`]: how the worker hands a segment to a client over a unix socket.
 //! - [`lock`]: the poison-free mutex and condition variable every molt crate uses.
@@ -36,5 +37,6 @@ pub mod platform;
 pub mod ring;
 #[cfg(not(loom))]
 pub mod segment;
+pub mod spin;
 mod sync;
 pub mod wait;

@@ -43,6 +43,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::frame;
+use crate::spin::AdaptiveSpin;
 use crate::sync::{AtomicU64, FutexWord, Ordering, SharedBytes};
 
 /// Size of a ring's control block in bytes, before its data area.
@@ -277,6 +278,8 @@ pub struct Consumer {
     /// The producer's position as last loaded. Can be stale (behind the real one), which only
     /// under-reports available records; resynchronized when the ring looks empty.
     cached_tail: u64,
+    /// Whether [`Consumer::wait`](crate::wait) spins, learnt from its own recent waits.
+    pub(crate) spin_policy: AdaptiveSpin,
 }
 
 /// Builds both endpoints of a ring whose control block and data area already exist.
@@ -316,6 +319,7 @@ fn split(producer_memory: RingMemory, consumer_memory: RingMemory) -> (Producer,
             memory: consumer_memory,
             head: 0,
             cached_tail: 0,
+            spin_policy: AdaptiveSpin::new(),
         },
     )
 }

@@ -4,6 +4,10 @@
 //! the producer's [`commit`](crate::ring::Reservation::commit) sees nobody sleeping and skips
 //! `FUTEX_WAKE`, the consumer sees the new tail while spinning. Past the window the consumer
 //! pays one wake-up, and an idle consumer costs nothing but one short syscall per sleep slice.
+//! Whether a wait spins at all is the consumer's own [`AdaptiveSpin`] policy: it stops
+//! spinning when its recent spins did not pay and spins again when they would (see
+//! [`crate::spin`]), so a consumer whose peer answers slowly sleeps at once instead of taking
+//! a core for the window on every wait.
 //!
 //! # The handshake
 //!
@@ -36,6 +40,7 @@ use std::time::Duration;
 
 use crate::platform::clock::monotonic_now_ns;
 use crate::ring::{Consumer, Corrupt};
+use crate::spin::{AdaptiveSpin, WaitResult};
 use crate::sync::Ordering;
 
 /// How long to spin and how finely to slice sleeps.
@@ -48,8 +53,9 @@ use crate::sync::Ordering;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitConfig {
-    /// How long to poll the ring before sleeping, at most [`WaitConfig::MAX_SPIN`]. Zero
-    /// sleeps at once. On a 2-core machine a spinning waiter takes a whole core from
+    /// How long to poll the ring before sleeping, at most [`WaitConfig::MAX_SPIN`], when the
+    /// consumer's [`AdaptiveSpin`] policy says spinning pays (else it sleeps at once). Zero
+    /// never spins. On a 2-core machine a spinning waiter takes a whole core from
     /// everything else, so keep it short: it should cover a typical reply time, not a slow one.
     pub spin: Duration,
     /// Longest single futex sleep, in nanoseconds: bounds how late a dead peer or a closed
@@ -156,9 +162,11 @@ impl Consumer {
     /// Waits until a record is available, `deadline_ns` (absolute, `CLOCK_MONOTONIC`; use
     /// `u64::MAX` for none) passes, or `is_closed()` returns true.
     ///
-    /// Spins for `config.spin` (at most [`WaitConfig::MAX_SPIN`]), then sleeps on the futex
-    /// in slices, calling `is_closed` before each slice. Returns `Ready` at once if a record
-    /// is already there, even past the deadline.
+    /// Spins for `config.spin` (at most [`WaitConfig::MAX_SPIN`]) if the consumer's spin
+    /// policy says spinning has been paying, then sleeps on the futex in slices, calling
+    /// `is_closed` before each slice; then tells the policy whether the record came within
+    /// the window. Returns `Ready` at once if a record is already there, even past the
+    /// deadline.
     ///
     /// ```
     /// use std::time::Duration;
@@ -179,25 +187,55 @@ impl Consumer {
         if self.has_data()? {
             return Ok(WaitOutcome::Ready);
         }
-        if self.spin(deadline_ns, config.spin.min(WaitConfig::MAX_SPIN))? {
+        let window = config.spin.min(WaitConfig::MAX_SPIN);
+        if window.is_zero() {
+            return self.sleep_then_settle(deadline_ns, config.sleep_slice_ns, &mut is_closed);
+        }
+        let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        let started = monotonic_now_ns();
+        if self.spin_policy.should_spin()
+            && self.spin(started.saturating_add(window_ns).min(deadline_ns))?
+        {
+            self.spin_policy.record(WaitResult::Paid);
             return Ok(WaitOutcome::Ready);
         }
-        let outcome = self.sleep(deadline_ns, config.sleep_slice_ns, &mut is_closed);
+        let outcome = self.sleep_then_settle(deadline_ns, config.sleep_slice_ns, &mut is_closed);
+        let in_window = monotonic_now_ns().saturating_sub(started) <= window_ns;
+        self.spin_policy.record(match outcome {
+            Ok(WaitOutcome::Ready) if in_window => WaitResult::Paid,
+            _ => WaitResult::Missed,
+        });
+        outcome
+    }
+
+    /// The policy deciding whether this consumer spins (see [`crate::spin`]).
+    ///
+    /// ```
+    /// let (_, consumer) = molt_ipc_ring::ring::with_capacity(64).unwrap();
+    /// assert!(consumer.spin_policy().is_spinning()); // a new consumer spins
+    /// ```
+    pub fn spin_policy(&self) -> &AdaptiveSpin {
+        &self.spin_policy
+    }
+
+    /// Sleeps until data, the deadline or `is_closed`, then withdraws the announcement.
+    fn sleep_then_settle(
+        &mut self,
+        deadline_ns: u64,
+        slice_ns: u64,
+        is_closed: &mut impl FnMut() -> bool,
+    ) -> Result<WaitOutcome, WaitError> {
+        let outcome = self.sleep(deadline_ns, slice_ns, is_closed);
         // AcqRel swap, like every write to the word (see the module docs): tells producers
         // not to bother waking us.
         self.sleeping_word().swap(0, Ordering::AcqRel);
         outcome
     }
 
-    /// Polls until data, the spin window's end or the deadline; true if data arrived.
-    fn spin(&mut self, deadline_ns: u64, window: Duration) -> Result<bool, Corrupt> {
-        if window.is_zero() {
-            return Ok(false);
-        }
-        let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let until = monotonic_now_ns()
-            .saturating_add(window_ns)
-            .min(deadline_ns);
+    /// Polls until data or `until_ns` (the spin window's end, or the deadline if sooner);
+    /// true if data arrived.
+    fn spin(&mut self, until_ns: u64) -> Result<bool, Corrupt> {
+        let until = until_ns;
         loop {
             for _ in 0..SPINS_PER_ROUND {
                 if self.has_data()? {

@@ -238,3 +238,31 @@ fn a_spin_window_longer_than_the_maximum_is_cut_to_it() {
         Ok(WaitOutcome::Closed)
     );
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "futex and clock syscalls are not supported by Miri")]
+fn a_consumer_whose_spins_do_not_pay_stops_spinning() {
+    let (mut producer, mut consumer) = ring::with_capacity(64).unwrap();
+    let config = WaitConfig {
+        spin: Duration::from_micros(5),
+        sleep_slice_ns: 1_000_000,
+    };
+    // Nothing comes: each wait spins the whole window in vain, then times out.
+    for _ in 0..2 {
+        assert!(consumer.spin_policy().is_spinning());
+        let soon = monotonic_now_ns() + 1_000_000;
+        assert_eq!(
+            consumer.wait(soon, &config, || false).unwrap(),
+            WaitOutcome::TimedOut
+        );
+    }
+    assert!(!consumer.spin_policy().is_spinning());
+    // A record that is already there is taken without waiting, and teaches nothing.
+    producer.push(b"x").unwrap();
+    assert_eq!(
+        consumer.wait(u64::MAX, &config, || false).unwrap(),
+        WaitOutcome::Ready
+    );
+    assert!(!consumer.spin_policy().is_spinning());
+    pop_vec(&mut consumer).unwrap();
+}
