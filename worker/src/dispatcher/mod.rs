@@ -8,7 +8,11 @@
 //! - Inline entries run on the submitting thread: no hop, no queue, no timer, no table.
 //! - Pooled (sync) entries are admitted to a bounded queue (full: Busy at once) and run by a
 //!   fixed pool of compute threads; the compute thread stays busy until the entry returns, so
-//!   the pool stays bounded even for an entry that ignores its token.
+//!   the pool stays bounded even for an entry that ignores its token. A call of a pooled
+//!   entry whose recent calls ran short ([`INLINE_EXEC_LIMIT`]) runs on the submitting thread
+//!   instead when nothing is queued and a compute slot is free: the hop to a compute thread
+//!   (a wake-up, a context switch, the submitting thread going to sleep) would cost more
+//!   than the call; its deadline, token and one reply work as on the pool.
 //! - Async entries run as tasks on the tokio runtime, at most `max_async` at once; a fired
 //!   token drops the entry's future.
 //! - One timer task per runtime ([`deadline`]) answers Timeout at each call's deadline and
@@ -20,7 +24,7 @@ mod call;
 mod deadline;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -108,7 +112,19 @@ pub struct EnabledEntry {
     /// Calls admitted and not yet done with the entry (queued or running). Kept at or below
     /// `options.max_concurrency` by `try_admit`.
     admitted: AtomicU32,
+    /// Moving average of the pooled entry's recent execution times, in nanoseconds;
+    /// `UNMEASURED` until its first call has run (which therefore always goes to the pool).
+    recent_exec_ns: AtomicU64,
 }
+
+/// `EnabledEntry::recent_exec_ns` before any call has run.
+const UNMEASURED: u64 = u64::MAX;
+
+/// A pooled call runs on the submitting thread only if its entry's recent calls ran shorter
+/// than this. It also bounds how long that thread (a shm connection's, the stdio reader)
+/// reads nothing else from its client: a cancel or another call from the same client waits
+/// about this long at most, typically; the deadline timer answers on time regardless.
+pub const INLINE_EXEC_LIMIT: Duration = Duration::from_micros(500);
 
 impl EnabledEntry {
     /// `handler` under `name`, with its manifest `options`.
@@ -118,6 +134,7 @@ impl EnabledEntry {
             handler,
             options,
             admitted: AtomicU32::new(0),
+            recent_exec_ns: AtomicU64::new(UNMEASURED),
         }
     }
 
@@ -150,6 +167,27 @@ impl EnabledEntry {
         // Relaxed: as in `try_admit`.
         self.admitted.fetch_sub(1, Ordering::Relaxed);
     }
+
+    /// Whether the entry's recent calls ran short enough to run the next one inline.
+    fn runs_short(&self) -> bool {
+        // Relaxed: a heuristic; a stale average only sends one call the other way.
+        self.recent_exec_ns.load(Ordering::Relaxed) < INLINE_EXEC_LIMIT.as_nanos() as u64
+    }
+
+    /// Folds one execution time into the moving average (weight 1/8: a few slow calls move
+    /// the next ones to the pool).
+    fn record_exec(&self, exec: Duration) {
+        let sample = u64::try_from(exec.as_nanos()).unwrap_or(UNMEASURED - 1);
+        // Relaxed: as in `runs_short`. Two threads recording at once may lose one sample,
+        // which a moving average does not miss.
+        let old = self.recent_exec_ns.load(Ordering::Relaxed);
+        let new = if old == UNMEASURED {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.recent_exec_ns.store(new, Ordering::Relaxed);
+    }
 }
 
 /// A pooled call waiting for a compute thread, with the payload it will be given.
@@ -172,6 +210,11 @@ pub struct Dispatcher {
     /// Handed to inline entries: they finish before anything could cancel them.
     never_cancelled: CancelToken,
     pool: Mutex<Vec<JoinHandle<()>>>,
+    compute_threads: usize,
+    /// Pooled calls executing now, on compute threads or inline. A call runs inline only
+    /// while this is below `compute_threads`, so at most `compute_threads` calls ever run
+    /// inline at once, beside at most as many on the pool.
+    executing: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -196,6 +239,8 @@ impl Dispatcher {
             max_async: limits.max_async,
             never_cancelled: CancelToken::new(),
             pool: Mutex::new(Vec::new()),
+            compute_threads: limits.compute_threads,
+            executing: AtomicUsize::new(0),
         });
         let mut pool = Vec::with_capacity(limits.compute_threads);
         for index in 0..limits.compute_threads {
@@ -275,8 +320,33 @@ impl Dispatcher {
 
     fn run_compute_thread(&self) {
         while let Some(job) = self.queue.pop() {
+            // Relaxed: a counter bounding inline runs; it guards no data.
+            self.executing.fetch_add(1, Ordering::Relaxed);
             self.run_pooled(job);
+            self.executing.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Runs a pooled call on the calling thread if that is cheaper than the hop and allowed:
+    /// its entry runs short, no call is queued ahead of it, and fewer than `compute_threads`
+    /// pooled calls execute. Hands the job back otherwise.
+    fn try_run_inline(&self, job: PooledJob) -> Result<(), PooledJob> {
+        if !self.entries[job.call.entry].runs_short() || self.queue.depth() > 0 {
+            return Err(job);
+        }
+        // Relaxed: see `executing`.
+        let took_slot = self
+            .executing
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.compute_threads).then_some(n + 1)
+            })
+            .is_ok();
+        if !took_slot {
+            return Err(job);
+        }
+        self.run_pooled(job);
+        self.executing.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Runs one admitted call and gives its concurrency slot back as soon as the entry is
@@ -303,11 +373,13 @@ impl Dispatcher {
         }
         call.mark_started();
         let codec = call.scope.codec;
+        let started = Instant::now();
         let outcome = entry::run_sync(
             handler,
             Payload::new(codec, payload),
             Arc::clone(&call.scope),
         );
+        enabled.record_exec(started.elapsed());
         enabled.release();
         let (status, codec, bytes) = self.reply_parts(outcome, codec);
         call.finish(status, codec, &bytes);
@@ -581,7 +653,10 @@ impl Session {
             dispatcher.spawn_async(call, payload);
             return;
         }
-        if let Err(job) = dispatcher.queue.try_push(PooledJob { call, payload }) {
+        let Err(job) = dispatcher.try_run_inline(PooledJob { call, payload }) else {
+            return;
+        };
+        if let Err(job) = dispatcher.queue.try_push(job) {
             enabled.release();
             // Through `finish`, not a direct reply: the call is in the table, so a shutdown on
             // another thread may have answered it Cancelled already; one reply only.
