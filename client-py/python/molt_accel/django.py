@@ -71,7 +71,17 @@ from ._exceptions import Busy, MoltError
 from ._hooks import Hooks, JsonlMetrics
 from ._metrics import label_worker_texts, prometheus_text
 
-__all__ = ["molt_offload", "get_client", "close_clients", "error_response", "metrics_view", "STATUS_CODES"]
+__all__ = [
+    "molt_offload",
+    "Offload",
+    "offload_of",
+    "get_client",
+    "close_clients",
+    "error_response",
+    "metrics_view",
+    "STATUS_CODES",
+    "SETTINGS_KEYS",
+]
 
 logger = logging.getLogger("molt_accel")
 
@@ -91,6 +101,8 @@ _RETRY_AFTER_STATUSES = (429, 503)
 _METRICS_ENV = "MOLT_DEMO_METRICS_PATH"
 _DJANGO_ONLY_KEYS = {"BUSY_STATUS", "RETRY_AFTER_S", "METRICS_PATH"}
 _CLIENT_KEYS = {field.name.upper() for field in dataclasses.fields(ClientConfig)}
+#: Every key ``MOLT_ACCEL`` may have.
+SETTINGS_KEYS: frozenset[str] = frozenset(_CLIENT_KEYS | _DJANGO_ONLY_KEYS)
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -107,9 +119,9 @@ class _Settings:
         raw = getattr(settings, "MOLT_ACCEL", {})
         if not isinstance(raw, Mapping):
             raise ImproperlyConfigured("MOLT_ACCEL must be a dict")
-        unknown = set(raw) - _CLIENT_KEYS - _DJANGO_ONLY_KEYS
+        unknown = set(raw) - SETTINGS_KEYS
         if unknown:
-            allowed = ", ".join(sorted(_CLIENT_KEYS | _DJANGO_ONLY_KEYS))
+            allowed = ", ".join(sorted(SETTINGS_KEYS))
             raise ImproperlyConfigured(f"MOLT_ACCEL has unknown keys {sorted(unknown)}; allowed: {allowed}")
         busy_status = raw.get("BUSY_STATUS", 429)
         if busy_status not in (429, 503):
@@ -213,6 +225,25 @@ def _log_failure(entry: str, error: MoltError) -> None:
     logger.log(level, "molt_offload %s: %s: %s", entry, error.status, error.safe_message)
 
 
+@dataclasses.dataclass(frozen=True)
+class Offload:
+    """What a ``@molt_offload`` view calls, as the system checks read it (:func:`offload_of`)."""
+
+    entry: str
+    codec: str
+    timeout_ms: int | None
+    transport: str | None
+
+
+_OFFLOAD_ATTR = "molt_offload"
+
+
+def offload_of(view: Callable[..., Any]) -> Offload | None:
+    """The :class:`Offload` of a view that ``@molt_offload`` decorated, else ``None``."""
+    found = getattr(view, _OFFLOAD_ATTR, None)
+    return found if isinstance(found, Offload) else None
+
+
 def molt_offload(
     *,
     entry: str,
@@ -247,6 +278,7 @@ def molt_offload(
         if codec != "msgpack":
             raise TypeError("passthrough=True sends the call as JSON: it takes no codec")
         codec = "json_body"
+    offload_info = Offload(entry=entry, codec=codec, timeout_ms=timeout_ms, transport=transport)
 
     def decorate(view: View) -> View:
         build = payload if payload is not None else view
@@ -267,6 +299,7 @@ def molt_offload(
                     return error_response(error)
                 return _result_response(result, passthrough)
 
+            setattr(offload_async, _OFFLOAD_ATTR, offload_info)
             return offload_async  # type: ignore[return-value]
 
         if payload is not None and iscoroutinefunction(payload):
@@ -285,6 +318,7 @@ def molt_offload(
                 return error_response(error)
             return _result_response(result, passthrough)
 
+        setattr(offload, _OFFLOAD_ATTR, offload_info)
         return offload  # type: ignore[return-value]
 
     return decorate

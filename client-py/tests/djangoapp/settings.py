@@ -1,4 +1,4 @@
-"""A minimal Django project for the decorator tests: no database, no apps, the test worker."""
+"""A minimal Django project for the decorator tests: no database, one app (molt_accel: its checks and commands), the test worker."""
 
 import os
 from pathlib import Path
@@ -9,7 +9,7 @@ SECRET_KEY = "molt-accel-tests-only"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "djangoapp.urls"
-INSTALLED_APPS: list[str] = []
+INSTALLED_APPS = ["molt_accel"]
 MIDDLEWARE: list[str] = []
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
