@@ -54,7 +54,7 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
@@ -81,6 +81,7 @@ __all__ = [
     "metrics_view",
     "STATUS_CODES",
     "SETTINGS_KEYS",
+    "attached_worker_command",
 ]
 
 logger = logging.getLogger("molt_accel")
@@ -185,6 +186,21 @@ def get_client(transport: str | None = None) -> MoltClient:
                 raise ImproperlyConfigured(f"MOLT_ACCEL: {exc}") from None
             state.clients[name] = client
     return client
+
+
+def attached_worker_command(socket: str | None = None, extra_args: Sequence[str] = ()) -> list[str]:
+    """The command that runs the settings' worker (``WORKER_CMD``, ``EXPORTS``) listening on
+    ``socket`` (default: the ``SOCKET`` setting), the worker a client with ``SOCKET`` attaches
+    to; ``extra_args`` go to the worker (``--log-format json``, ...). What ``manage.py
+    molt_worker`` runs and :mod:`molt_accel.testing` starts."""
+    conf = _Settings.load()
+    path = socket if socket is not None else conf.client.socket
+    if path is None:
+        raise ImproperlyConfigured("no socket to listen on: set MOLT_ACCEL['SOCKET'] or pass one")
+    command = conf.client.worker_command([])
+    if "--socket" in command:
+        raise ImproperlyConfigured("MOLT_ACCEL['WORKER_CMD'] has --socket: the socket is MOLT_ACCEL['SOCKET']")
+    return [*command, "--socket", os.fspath(path), *extra_args]
 
 
 def close_clients() -> None:
