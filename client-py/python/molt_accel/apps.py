@@ -1,5 +1,5 @@
 """The Django app: ``INSTALLED_APPS = [..., "molt_accel"]`` registers the system checks of
-:mod:`molt_accel.checks` and the management commands ``molt_worker`` and ``molt_status``.
+:mod:`molt_accel.checks` and the management commands ``molt_worker``, ``molt_status`` and ``molt_queries``.
 ``@molt_offload`` itself works without it."""
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Management commands of the molt_accel app: ``molt_worker`` and ``molt_status``."""
+"""Management commands of the molt_accel app: ``molt_worker``, ``molt_status``, ``molt_queries``."""
