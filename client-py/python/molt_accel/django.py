@@ -29,6 +29,9 @@ Each process has one client per transport, created on first use and closed at ex
 created before a fork (gunicorn's pre-fork model) is never used by the child: the child
 starts its own worker on first use.
 
+A failed call is logged on the ``molt_accel`` logger (WARNING for 5xx, INFO otherwise) with
+the attributes ``request_id``, ``entry`` and ``status``, the worker's log fields.
+
 Errors become JSON responses ``{"error": {"code": <status name>, "message": <safe message>}}``:
 
 =================  ======================================================================
@@ -237,8 +240,11 @@ def _result_response(result: Any, passthrough: bool) -> HttpResponse:
 
 
 def _log_failure(entry: str, error: MoltError) -> None:
+    # The fields the worker's own records carry (--log-format json), for a log shipper that
+    # joins both sides: a JSON formatter emits a record's extra attributes as keys.
     level = logging.WARNING if STATUS_CODES.get(error.status, 500) >= 500 else logging.INFO
-    logger.log(level, "molt_offload %s: %s: %s", entry, error.status, error.safe_message)
+    fields = {"request_id": error.request_id, "entry": entry, "status": error.status}
+    logger.log(level, "molt_offload %s: %s: %s", entry, error.status, error.safe_message, extra=fields)
 
 
 @dataclasses.dataclass(frozen=True)
