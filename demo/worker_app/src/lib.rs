@@ -7,6 +7,8 @@
 //! - `compute`: a CPU-bound kernel.
 //! - `items_page`: a page of items from PostgreSQL, on molt-db (the `/db/entry` endpoint);
 //!   `querysets`: molt-db's entry for the Django queryset adapter (`/db/offload`).
+//! - `table_summary`, `table_transform`: the data path, Polars over Arrow tables, on
+//!   molt-data.
 //!
 //! The `molt_worker` binary runs [`app`] with the repository's `molt_exports.json`;
 //! `molt_worker_test` adds molt-worker's test entries (`sleep`, `spin`, `panic`, ...) and
@@ -22,6 +24,7 @@
 mod compute;
 #[cfg(test)]
 mod contract_golden;
+mod data_path;
 mod echo;
 mod fakedb;
 mod fields;
@@ -31,6 +34,7 @@ mod list_items;
 
 use std::time::Instant;
 
+use molt_data::TableLimits;
 #[cfg(test)]
 use molt_db::DbSettings;
 use molt_db::{Db, Query};
@@ -52,14 +56,17 @@ pub struct DemoState {
     cost: CostKnobs,
     /// The demo's PostgreSQL (the manifest's `settings.database`; the DSN in `MOLT_PG_DSN`).
     db: Db,
+    /// How large the tables of the data path's entries may be (`settings.data`).
+    data_limits: TableLimits,
 }
 
 impl DemoState {
-    fn new(cost: CostKnobs, db: Db) -> Self {
+    fn new(cost: CostKnobs, db: Db, data_limits: TableLimits) -> Self {
         Self {
             started: Instant::now(),
             cost,
             db,
+            data_limits,
         }
     }
 
@@ -73,6 +80,7 @@ impl DemoState {
         Self::new(
             cost,
             Db::new(no_database).expect("a database without a DSN builds"),
+            TableLimits::default(),
         )
     }
 }
@@ -88,7 +96,8 @@ pub fn app() -> App<DemoState> {
     App::with_state(|startup| {
         let db = Db::new(startup.settings("database")?.unwrap_or_default())?;
         startup.add_metrics(db.metrics());
-        Ok(DemoState::new(CostKnobs::from_env(), db))
+        let data_limits = startup.settings(TableLimits::SECTION)?.unwrap_or_default();
+        Ok(DemoState::new(CostKnobs::from_env(), db, data_limits))
     })
     .inline_entry("echo", echo::echo)
     .inline_entry("health", health::health)
@@ -96,6 +105,8 @@ pub fn app() -> App<DemoState> {
     .entry("compute", compute::compute)
     .async_entry("items_page", items_page::items_page)
     .async_entry("querysets", molt_db::queryset::run_queryset::<DemoState>)
+    .entry("table_summary", data_path::table_summary)
+    .entry("table_transform", data_path::table_transform)
     .exports(EXPORTS)
 }
 
