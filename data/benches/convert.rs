@@ -57,35 +57,56 @@ fn file_bytes(table: &Table) -> Vec<u8> {
 
 fn convert(c: &mut Criterion) {
     let mut group = c.benchmark_group("data");
-    group.sample_size(10).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
     for rows in SIZES {
         let table = sales(rows);
         let stream = table.to_ipc().expect("a stream");
         let file = file_bytes(&table);
         group.throughput(Throughput::Bytes(stream.len() as u64));
-        group.bench_with_input(BenchmarkId::new("read_payload", rows), &stream, |b, stream| {
-            b.iter(|| {
-                let payload = Payload::new(Codec::ArrowIpc, stream.clone());
-                TableCall::read("bench", payload, &TableLimits::default()).expect("read")
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("copy_payload_only", rows), &stream, |b, s| {
-            b.iter(|| black_box(s.clone()))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("read_payload", rows),
+            &stream,
+            |b, stream| {
+                b.iter(|| {
+                    let payload = Payload::new(Codec::ArrowIpc, stream.clone());
+                    TableCall::read("bench", payload, &TableLimits::default()).expect("read")
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("copy_payload_only", rows),
+            &stream,
+            |b, s| b.iter(|| black_box(s.clone())),
+        );
         group.bench_with_input(BenchmarkId::new("to_polars_ffi", rows), &table, |b, t| {
             b.iter(|| to_polars(t).expect("a frame"))
         });
-        group.bench_with_input(BenchmarkId::new("to_polars_via_ipc_file", rows), &file, |b, f| {
-            b.iter(|| {
-                IpcReader::new(Cursor::new(f.as_slice()))
-                    .finish()
-                    .expect("a frame")
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("to_polars_via_ipc_file", rows),
+            &file,
+            |b, f| {
+                b.iter(|| {
+                    IpcReader::new(Cursor::new(f.as_slice()))
+                        .finish()
+                        .expect("a frame")
+                })
+            },
+        );
         let frame = to_polars(&table).expect("a frame");
-        group.bench_with_input(BenchmarkId::new("reply_from_polars", rows), &frame, |b, f| {
-            b.iter(|| from_polars(f.clone()).expect("a table").to_ipc().expect("bytes"))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("reply_from_polars", rows),
+            &frame,
+            |b, f| {
+                b.iter(|| {
+                    from_polars(f.clone())
+                        .expect("a table")
+                        .to_ipc()
+                        .expect("bytes")
+                })
+            },
+        );
     }
     group.finish();
 }
