@@ -106,7 +106,7 @@ def narrowed(profile: Profile, args: argparse.Namespace) -> Profile:
     asks for instead (a shortened run for comparing two builds)."""
     changes: dict[str, Any] = {}
     if args.rows is not None:
-        changes.update(rows=tuple(args.rows), compute_n=())
+        changes.update(rows=tuple(args.rows), compute_n=(), db_limits=())
     if args.concurrency is not None:
         changes["concurrency"] = tuple(args.concurrency)
     if args.duration_s is not None:
@@ -500,7 +500,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="result directory (default: dated, under bench/results)")
     parser.add_argument("--no-cancel-check", action="store_true")
     parser.add_argument("--rows", type=int, nargs="+", default=None,
-                        help="list_items work sizes instead of the profile's (and no compute steps)")
+                        help="list_items work sizes instead of the profile's (and no compute or /db steps)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None,
                         help="concurrency levels instead of the profile's")
     parser.add_argument("--duration-s", type=float, default=None, help="closed-loop step length instead of the profile's")
