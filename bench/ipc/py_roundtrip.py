@@ -9,6 +9,11 @@ A msgpack ``echo`` of 64 B and of 1 KiB, one call in flight, measured around ``c
 - paced: one call every millisecond (both sides have gone to sleep in between, so each call
   pays the wake-ups; this run is time-bound, so it has fewer calls; the count is printed).
 
+Beside them, the same 64 B/1 KiB echo with no transport at all (``in-process``): the
+client's encode (msgpack, the call frame), the frame decoded and answered by a Python echo
+handler, the reply frame encoded and decoded, the payload unpacked. What shm adds over that
+row is the transport's whole cost.
+
 Percentiles come from an HDR histogram (``hdrhistogram``, 3 significant digits). After the
 calls, each transport's client and worker sit idle for ``--idle-s`` seconds and their CPU
 use over that window is read from /proc (a clock tick is 10 ms, so a 3 s window resolves
@@ -31,6 +36,7 @@ import msgpack
 from hdrh.histogram import HdrHistogram
 
 from molt_accel import MoltClient
+from molt_accel._frame import Codec, Frame, Kind, Status, decode_frame, encode_call, encode_frame
 from molt_accel._transports import _shm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +73,20 @@ def back_to_back(client: MoltClient, payload: object, calls: int) -> HdrHistogra
     for _ in range(calls):
         started = clock()
         call("echo", payload)
+        record(clock() - started)
+    return histogram
+
+
+def in_process(payload: object, calls: int) -> HdrHistogram:
+    """encode -> handler -> decode with no transport: the floor a round trip is held to."""
+    histogram = HdrHistogram(1, 60_000_000_000, 3)
+    clock, record, pack, unpack = time.perf_counter_ns, histogram.record_value, msgpack.packb, msgpack.unpackb
+    for request_id in range(1, calls + 1):
+        started = clock()
+        call = decode_frame(encode_call(request_id, b"echo", Codec.MSGPACK, 0, 0, pack(payload)))
+        reply = Frame(kind=Kind.REPLY, request_id=call.request_id, codec=call.codec, status=Status.OK,
+                      payload=call.payload)
+        unpack(decode_frame(encode_frame(reply)).payload)
         record(clock() - started)
     return histogram
 
@@ -134,6 +154,9 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, client spin {_shm.SPIN_NS / 1000:g} µs{pinned}, {load()}")
     results: dict[tuple[str, int, str], HdrHistogram] = {}
     idle: dict[str, tuple[float, float]] = {}
+    for size in args.sizes:
+        in_process(payload_of_size(size), args.warmup)
+        results["in-process", size, "back-to-back"] = in_process(payload_of_size(size), args.calls)
     for transport in TRANSPORTS:
         options = {"strict_shm": True} if transport == "shm" else {}
         # stdio has no spin window: --spin-us is a flag of --socket.
@@ -164,6 +187,12 @@ def main() -> None:
             shm, stdio = results["shm", size, mode], results["stdio", size, mode]
             ratios = " ".join(f"{us(stdio, p) / us(shm, p):8.1f}x" for p in PERCENTILES)
             print(f"{size:>6} {mode:<13} {'stdio/shm':<10} {'':>7} {ratios}")
+            if mode == "back-to-back":
+                floor = results["in-process", size, mode]
+                cells = " ".join(f"{us(floor, p):9.1f}" for p in PERCENTILES)
+                print(f"{size:>6} {mode:<13} {'in-process':<10} {floor.get_total_count():>7} {cells}")
+                added = " ".join(f"{us(shm, p) - us(floor, p):+9.1f}" for p in PERCENTILES)
+                print(f"{size:>6} {mode:<13} {'shm added':<10} {'':>7} {added}")
     print(f"\nidle CPU over {args.idle_s:g} s, 0.5 s after the last call (% of one core)")
     for transport, (client_pct, worker_pct) in idle.items():
         print(f"  {transport:<6} client {client_pct:5.2f} %   worker {worker_pct:5.2f} %")
