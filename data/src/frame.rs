@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_array::ffi::{from_ffi, to_ffi, FFI_ArrowArray, FFI_ArrowSchema};
 use arrow_array::{make_array, new_empty_array, ArrayRef, RecordBatch};
-use arrow_schema::{Field, Schema};
+use arrow_schema::{DataType, Field, Schema};
 use molt_worker::EntryError;
 use polars::prelude::{CompatLevel, DataFrame, IntoColumn, PlSmallStr, SchemaExt, Series};
 use polars_arrow::ffi as polars_ffi;
@@ -22,8 +22,10 @@ use crate::ipc::Table;
 ///
 /// # Errors
 ///
-/// `InvalidInput` naming a column whose Arrow type Polars does not take (Polars is built with
-/// its default types only: no dictionaries, decimals or nested lists).
+/// `InvalidInput` naming a column whose Arrow type this Polars does not take: it is built
+/// without its optional types, so it takes booleans, 32- and 64-bit integers, floats,
+/// strings, binaries and lists of those; dictionaries, decimals, dates and times, structs are
+/// refused (cast them before sending).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -52,6 +54,11 @@ pub fn to_polars(table: &Table) -> Result<DataFrame, EntryError> {
                     field.data_type()
                 ))
             };
+            if !polars_takes(field.data_type()) {
+                return Err(unsupported(
+                    "a type this worker's Polars is not built for".into(),
+                ));
+            }
             let mut chunks = table
                 .batches()
                 .iter()
@@ -101,6 +108,31 @@ pub fn from_polars(mut frame: DataFrame) -> Result<Table, EntryError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Table::new(schema, batches)
+}
+
+/// Whether Polars, with the features it is built with here (`lazy`, `ipc`), takes columns of
+/// type `ty`. Polars 0.46 panics, rather than erring, on the types whose feature is off
+/// (dictionaries without `dtype-categorical`, and others), so the rest is refused up front:
+/// small integers, decimals, dates and times, structs, maps, unions, fixed-size lists.
+fn polars_takes(ty: &DataType) -> bool {
+    match ty {
+        DataType::Null
+        | DataType::Boolean
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView => true,
+        DataType::List(item) | DataType::LargeList(item) => polars_takes(item.data_type()),
+        _ => false,
+    }
 }
 
 /// One arrow-rs array as a Polars array over the same buffers.

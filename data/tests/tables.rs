@@ -338,3 +338,31 @@ fn a_reply_stream_reads_back() {
         .unwrap();
     assert_eq!(back.batches()[0], sales(3));
 }
+
+#[test]
+fn types_polars_is_not_built_for_are_invalid_input_naming_the_column() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{DictionaryArray, Int16Array};
+    let dictionary: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
+    for (name, column) in [
+        ("d", Arc::new(dictionary) as ArrayRef),
+        (
+            "small",
+            Arc::new(Int16Array::from(vec![1, 2, 3])) as ArrayRef,
+        ),
+    ] {
+        let batch = RecordBatch::try_from_iter([(name, column)]).unwrap();
+        let table = Table::new(batch.schema(), vec![batch]).unwrap();
+        let Err(EntryError::InvalidInput(message)) = to_polars(&table) else {
+            panic!("{name} was taken");
+        };
+        assert!(
+            message.starts_with(&format!("column {name:?} (")),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("a type this worker's Polars is not built for"),
+            "{message}"
+        );
+    }
+}

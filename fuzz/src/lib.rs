@@ -24,6 +24,7 @@ use molt_ipc_ring::platform::clock::monotonic_now_ns;
 use molt_ipc_ring::ring::PopError;
 use molt_ipc_ring::segment::{ClientSide, SegmentConfig, WorkerSide};
 use molt_ipc_ring::wait::{WaitConfig, WaitOutcome};
+use molt_data::{TableCall, TableLimits};
 use molt_demo_worker::DemoState;
 use molt_worker::testing::TestClient;
 use molt_worker::{CancelToken, EntryError, Payload};
@@ -40,6 +41,7 @@ pub const TARGETS: &[(&str, TargetBody)] = &[
     ("entry_sleep", |data| entry_call("sleep", data)),
     ("entry_spin", |data| entry_call("spin", data)),
     ("ring_consumer", ring_consumer),
+    ("table_decode", table_decode),
 ];
 
 /// `data` is one frame as a transport delimits it. Decoding never panics; a frame that
@@ -189,6 +191,40 @@ pub fn assert_safe_message(message: &str, input: &[u8]) {
             !lowered.contains(pattern) || input.contains(pattern),
             "error message leaks {pattern:?}: {message:?}"
         );
+    }
+}
+
+/// `data` is a table call's payload (Arrow IPC streams back to back), read as the data path's
+/// entries read it: with limits, then into Polars. Never panics; a refusal is InvalidInput
+/// with a safe message; what is accepted is within the limits, and Polars takes it (or names
+/// the column it cannot) with every row, and gives it back with every row.
+///
+/// ```
+/// molt_fuzz::table_decode(b"\xff\xff\xff\xff\x00\x00\x00\x00");
+/// ```
+pub fn table_decode(data: &[u8]) {
+    let limits = TableLimits {
+        max_bytes: 1 << 20,
+        max_rows: 100_000,
+        max_columns: 64,
+    };
+    let payload = Payload::new(Codec::ArrowIpc, data.to_vec());
+    let call = match TableCall::read("fuzz", payload, &limits) {
+        Ok(call) => call,
+        Err(EntryError::InvalidInput(message)) => return assert_safe_message(&message, data),
+        Err(other) => panic!("a table payload was refused with {other:?}"),
+    };
+    for table in call.tables() {
+        assert!(table.num_rows() <= limits.max_rows, "a table over max_rows was accepted");
+        match molt_data::to_polars(table) {
+            Ok(frame) => {
+                assert_eq!(frame.height() as u64, table.num_rows(), "rows lost on the way into Polars");
+                let back = molt_data::from_polars(frame).expect("a frame from a table converts back");
+                assert_eq!(back.num_rows(), table.num_rows(), "rows lost on the way back");
+            }
+            Err(EntryError::InvalidInput(message)) => assert_safe_message(&message, data),
+            Err(other) => panic!("a table Polars cannot take gave {other:?}"),
+        }
     }
 }
 
