@@ -18,6 +18,8 @@ CLIENT_DIR = REPO / "client-py"
 #: Where the system's own tools live, and no cargo, rustc or maturin.
 NO_RUST_PATH = "/usr/local/bin:/usr/bin:/bin"
 BUILD_TIMEOUT_S = 600
+# Builds and pip installs: bounded by BUILD_TIMEOUT_S each, not by the suite's 60 s default.
+pytestmark = pytest.mark.timeout(3 * BUILD_TIMEOUT_S)
 
 CALL_THE_WORKER = """
 import sys
