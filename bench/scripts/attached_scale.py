@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client-py" / "python"))
@@ -24,7 +25,7 @@ from molt_accel import MoltClient  # noqa: E402
 from molt_accel.testing import WorkerProcess  # noqa: E402
 
 
-def _caller(socket: str, seconds: float, start: multiprocessing.synchronize.Event, out: multiprocessing.Queue) -> None:  # type: ignore[name-defined]
+def _caller(socket: str, seconds: float, start: Event, out: multiprocessing.Queue[int]) -> None:
     with MoltClient(transport="shm", socket=socket, strict_shm=True) as client:
         client.ping()
         start.wait()
