@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +26,15 @@ FIGURES_ENV = "MOLT_RELIABILITY_FIGURES"
 # prctl(2) option: orphaned descendants are re-parented to this process instead of init, so a
 # test can reap (and see the exit status of) a worker whose client it killed.
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class SocketWorker:
+    """A worker serving shared-memory clients on its control socket (``--socket``): what the
+    ``socket_worker`` fixture (tests/conftest.py) gives a test."""
+
+    pid: int
+    socket: Path
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -12,47 +12,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from molt_accel import MoltClient
-from molt_accel._transports import TRANSPORTS as CLIENT_TRANSPORTS
-from reliability_support import TEST_EXPORTS, fd_count, kill_quietly, percentile, record_figures, wait_until
+from reliability_support import TEST_EXPORTS, SocketWorker, fd_count, kill_quietly, percentile, record_figures, wait_until
 
 
-
-def _shm_unavailable() -> str | None:
-    if "shm" not in CLIENT_TRANSPORTS:
-        return "molt_accel has no shm transport yet"
-    try:
-        import molt_accel._native  # noqa: F401
-    except ImportError:
-        return "molt_accel was built without its native module"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_shm_unavailable() is not None, reason=str(_shm_unavailable()))
 
 CLIENT_SCRIPT = Path(__file__).with_name("client_process.py")
 LONG_SLEEP_MS = 30_000
 HANG_BOUND_S = 5.0
 ECHOES = 200
-
-
-@pytest.fixture
-def socket_worker(worker_bin: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    socket_path = tmp_path / "run" / "worker.sock"
-    proc = subprocess.Popen(
-        [worker_bin, "--socket", str(socket_path), "--exports", str(TEST_EXPORTS)], stderr=subprocess.DEVNULL
-    )
-    try:
-        assert wait_until(socket_path.exists, HANG_BOUND_S), "the worker never opened its socket"
-        yield proc.pid, socket_path
-    finally:
-        proc.terminate()
-        proc.wait(HANG_BOUND_S)
 
 
 def segments(pid: int) -> int:
@@ -70,9 +42,9 @@ def echo_round_trips_us(client: MoltClient) -> list[float]:
 
 @pytest.mark.parametrize("stop_first", [False, True], ids=["kill", "stop-then-kill"])
 def test_a_killed_client_s_segment_is_freed_and_the_others_are_served(
-    socket_worker: tuple[int, Path], stop_first: bool
+    socket_worker: SocketWorker, stop_first: bool
 ) -> None:
-    worker_pid, socket_path = socket_worker
+    worker_pid, socket_path = socket_worker.pid, socket_worker.socket
     with MoltClient(socket=str(socket_path), transport="shm", strict_shm=True) as other:
         before_us = echo_round_trips_us(other)
         segments_before, fds_before = segments(worker_pid), fd_count(worker_pid)

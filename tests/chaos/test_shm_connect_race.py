@@ -10,37 +10,18 @@ is reproduced every time. White-box on purpose: the window is microseconds wide.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 
 from molt_accel import MoltClient
-from molt_accel._transports import TRANSPORTS as CLIENT_TRANSPORTS
-from reliability_support import TEST_EXPORTS, wait_until
-
-pytestmark = pytest.mark.skipif("shm" not in CLIENT_TRANSPORTS, reason="molt_accel has no shm transport")
+from reliability_support import SocketWorker
 
 HANG_BOUND_S = 5.0
 
 
-@pytest.fixture
-def socket_path(worker_bin: str, tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "run" / "worker.sock"
-    proc = subprocess.Popen([worker_bin, "--socket", str(path), "--exports", str(TEST_EXPORTS)], stderr=subprocess.DEVNULL)
-    try:
-        assert wait_until(path.exists, HANG_BOUND_S)
-        yield path
-    finally:
-        proc.terminate()
-        proc.wait(HANG_BOUND_S)
-
-
-def test_a_connection_made_as_the_worker_is_declared_gone_is_closed_without_deadlock(socket_path: Path) -> None:
-    client = MoltClient(socket=str(socket_path), transport="shm", strict_shm=True)
+def test_a_connection_made_as_the_worker_is_declared_gone_is_closed_without_deadlock(socket_worker: SocketWorker) -> None:
+    client = MoltClient(socket=str(socket_worker.socket), transport="shm", strict_shm=True)
     client.start()
     transport = client._transport
     assert transport is not None

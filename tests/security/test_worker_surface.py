@@ -18,7 +18,6 @@ import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +26,8 @@ import msgpack
 import pytest
 
 from molt_accel import MoltClient, WorkerUnavailable
-from molt_accel._frame import HEADER_LEN, Codec, Frame, Kind, Status, decode_frame, encode_call, encode_frame
-from reliability_support import REPO, TEST_EXPORTS, dev_shm_names, inet_sockets, wait_until
+from molt_accel._frame import HEADER_LEN, Codec, Frame, Kind, Status, decode_frame, encode_call
+from reliability_support import REPO, TEST_EXPORTS, SocketWorker, dev_shm_names, inet_sockets, wait_until
 
 LENGTH = struct.Struct("<I")
 HANG_BOUND_S = 20.0
@@ -180,37 +179,10 @@ def test_the_worker_opens_no_inet_socket_and_no_named_segment(transport: str, wo
         assert dev_shm_names() == shm_before
 
 
-def worker_supports_socket(worker_bin: str) -> bool:
-    usage = subprocess.run([worker_bin, "--help"], capture_output=True, text=True, check=False).stdout
-    return "--socket" in usage
-
-
-@pytest.fixture
-def socket_worker(worker_bin: str) -> Iterator[Path]:
-    """A worker listening on a control socket in a directory it creates, below a directory
-    that other users may traverse (pytest's own tmp_path is private to root, which would
-    refuse another user before the worker's checks are reached)."""
-    if not worker_supports_socket(worker_bin):
-        pytest.skip("this molt_worker has no --socket (shared-memory transport not built in yet)")
-    base = Path(tempfile.mkdtemp(prefix="molt-security-"))
-    base.chmod(0o711)
-    socket_path = base / "control" / "molt.sock"
-    proc = subprocess.Popen(
-        [worker_bin, "--socket", str(socket_path), "--exports", str(TEST_EXPORTS)], stderr=subprocess.DEVNULL
-    )
-    try:
-        assert wait_until(socket_path.exists, HANG_BOUND_S), "the worker never created its socket"
-        yield socket_path
-    finally:
-        proc.terminate()
-        proc.wait(HANG_BOUND_S)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def test_the_control_socket_directory_is_private(socket_worker: Path) -> None:
-    mode = stat.S_IMODE(socket_worker.parent.stat().st_mode)
-    assert mode == 0o700, oct(mode)
-    assert socket_worker.parent.stat().st_uid == os.getuid()
+def test_the_control_socket_directory_is_private(socket_worker: SocketWorker) -> None:
+    directory = socket_worker.socket.parent
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700, oct(directory.stat().st_mode)
+    assert directory.stat().st_uid == os.getuid()
 
 
 # Runs as another user: connects and prints what came back (a segment descriptor or not).
@@ -248,14 +220,14 @@ def run_as_nobody(*args: str) -> str:
     return done.stdout.strip()
 
 
-def test_a_peer_of_another_user_cannot_reach_the_socket(socket_worker: Path) -> None:
-    assert run_as_nobody(str(socket_worker)).startswith("connect-refused")
+def test_a_peer_of_another_user_cannot_reach_the_socket(socket_worker: SocketWorker) -> None:
+    assert run_as_nobody(str(socket_worker.socket)).startswith("connect-refused")
 
 
-def test_a_peer_of_another_user_gets_no_segment_even_through_an_open_directory(socket_worker: Path) -> None:
+def test_a_peer_of_another_user_gets_no_segment_even_through_an_open_directory(socket_worker: SocketWorker) -> None:
     # Open the way on purpose (as an operator's mistake would), so only the uid check is left.
-    socket_worker.parent.chmod(0o755)
-    socket_worker.chmod(0o777)
-    outcome = run_as_nobody(str(socket_worker))
+    socket_worker.socket.parent.chmod(0o755)
+    socket_worker.socket.chmod(0o777)
+    outcome = run_as_nobody(str(socket_worker.socket))
     # It reached the socket (so only the worker's uid check stood in its way) and got nothing.
     assert outcome.startswith(("no-segment", "recv-failed")), outcome

@@ -3,111 +3,27 @@
 Prometheus text (over --metrics-listen and through the `__metrics__` entry) with
 prometheus_client's parser.
 
-Like test_stdio_protocol.py this speaks protocol v1 with its own few lines of `struct`, so the
-worker is checked against docs/protocol.md rather than against the molt_accel client. The
-binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker_test).
+Like test_stdio_protocol.py this speaks protocol v1 through stdio_worker.py's own codec, so the
+worker is checked against docs/protocol.md rather than against the molt_accel client.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import queue
 import signal
-import struct
-import subprocess
-import threading
 import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[3]
-WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN", REPO / "target" / "debug" / "molt_worker_test"))
-TEST_MANIFEST = REPO / "molt_exports.test.json"
+from stdio_worker import HANG_BOUND_S, INVALID_INPUT, JSON, MSGPACK, OK, RAW, REPO, StartWorker
 
-# A bound only a hung worker exceeds; never a timing assertion.
-HANG_BOUND_S = 20.0
-
-HEADER = struct.Struct("<4sBBBBIHHQQIIII")
-CALL = 1
-RAW, MSGPACK, JSON = 0, 1, 2
-OK, INVALID_INPUT = 0, 1
 SERIES = ("queue", "exec", "total", "queue_depth")
-
-
-class Worker:
-    """A worker on pipes, one call at a time; stderr lines are collected by a thread."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [str(WORKER_BIN), "--stdio", "--exports", str(TEST_MANIFEST), *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "RUST_LOG": "info"},
-        )
-        self.stderr_lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-        self.next_id = 1
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr_lines.put(line.decode(errors="replace"))
-
-    def call(self, entry: str, codec: int = RAW, payload: bytes = b"") -> tuple[int, int, bytes]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        request_id, self.next_id = self.next_id, self.next_id + 1
-        name = entry.encode()
-        frame = HEADER.pack(b"MOLT", 1, CALL, codec, 0, 0, len(name), 0, request_id, 0, 0, 0, 0,
-                            len(payload)) + name + payload
-        self.proc.stdin.write(struct.pack("<I", len(frame)) + frame)
-        self.proc.stdin.flush()
-        (length,) = struct.unpack("<I", self.proc.stdout.read(4))
-        reply = self.proc.stdout.read(length)
-        fields = HEADER.unpack_from(reply)
-        assert fields[8] == request_id
-        return fields[4], fields[3], reply[HEADER.size:]
-
-    def echo_calls(self, count: int) -> None:
-        for _ in range(count):
-            assert self.call("echo", RAW, bytes(64))[0] == OK
-
-    def stderr_line(self, needle: str) -> str:
-        deadline = time.monotonic() + HANG_BOUND_S
-        while True:
-            line = self.stderr_lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            if needle in line:
-                return line
-
-    def finish(self) -> int:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        return self.proc.wait(timeout=HANG_BOUND_S)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=HANG_BOUND_S)
-
-
-@pytest.fixture
-def workers():
-    started: list[Worker] = []
-
-    def start(*args: str) -> Worker:
-        worker = Worker(*args)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
 
 
 def read_hlog(path: Path) -> tuple[Counter[str], int]:
@@ -140,13 +56,12 @@ def labels(**pairs: str) -> frozenset[tuple[str, str]]:
     return frozenset(pairs.items())
 
 
-def test_hlog_counts_equal_the_calls_made(workers, tmp_path: Path) -> None:
-    worker = workers("--metrics-dir", str(tmp_path), "--metrics-interval", "3600")
+def test_hlog_counts_equal_the_calls_made(workers: StartWorker, tmp_path: Path) -> None:
+    worker = workers("--metrics-dir", str(tmp_path), "--metrics-interval", "3600", rust_log="info")
     worker.echo_calls(500)
     for user_id in range(1, 31):
-        status, _, _ = worker.call("list_items", JSON, b'{"user_id": %d}' % user_id)
-        assert status == OK
-    assert worker.finish() == 0
+        assert worker.request("list_items", JSON, b'{"user_id": %d}' % user_id).status == OK
+    assert worker.finish().code == 0
 
     counts, _ = read_hlog(only_log(tmp_path))
     for series in SERIES:
@@ -155,8 +70,8 @@ def test_hlog_counts_equal_the_calls_made(workers, tmp_path: Path) -> None:
         assert counts[f"compute.{series}"] == 0
 
 
-def test_sigusr1_dumps_an_interval_the_reader_can_parse(workers, tmp_path: Path) -> None:
-    worker = workers("--metrics-dir", str(tmp_path), "--metrics-interval", "3600")
+def test_sigusr1_dumps_an_interval_the_reader_can_parse(workers: StartWorker, tmp_path: Path) -> None:
+    worker = workers("--metrics-dir", str(tmp_path), "--metrics-interval", "3600", rust_log="info")
     worker.stderr_line("ready")
     worker.echo_calls(64)
     worker.proc.send_signal(signal.SIGUSR1)
@@ -167,14 +82,14 @@ def test_sigusr1_dumps_an_interval_the_reader_can_parse(workers, tmp_path: Path)
         time.sleep(0.01)
     assert worker.proc.poll() is None
     worker.echo_calls(6)
-    assert worker.finish() == 0
+    assert worker.finish().code == 0
     counts, intervals = read_hlog(log)
     assert counts["echo.total"] == 70
     assert intervals == 2 * len(counts)
 
 
-def test_metrics_listen_serves_text_prometheus_client_parses(workers) -> None:
-    worker = workers("--metrics-listen", "127.0.0.1:0")
+def test_metrics_listen_serves_text_prometheus_client_parses(workers: StartWorker) -> None:
+    worker = workers("--metrics-listen", "127.0.0.1:0", rust_log="info")
     url = worker.stderr_line("serving GET /metrics on ").rsplit(" on ", 1)[1].strip() + "/metrics"
     worker.echo_calls(25)
     with urllib.request.urlopen(url, timeout=HANG_BOUND_S) as response:
@@ -186,14 +101,15 @@ def test_metrics_listen_serves_text_prometheus_client_parses(workers) -> None:
     assert found[("molt_worker_total_seconds_count", labels(entry="echo"))] == 25
     assert found[("molt_worker_total_seconds_bucket", labels(entry="echo", le="+Inf"))] == 25
     assert found[("molt_worker_admission_queue_capacity", labels())] == 64
-    assert worker.finish() == 0
+    assert worker.finish().code == 0
 
 
-def test_metrics_entry_returns_the_same_text_over_the_protocol(workers) -> None:
+def test_metrics_entry_returns_the_same_text_over_the_protocol(workers: StartWorker) -> None:
     worker = workers()
     worker.echo_calls(11)
-    status, codec, payload = worker.call("__metrics__", RAW)
-    assert (status, codec) == (OK, RAW)
+    reply = worker.request("__metrics__", RAW)
+    assert (reply.status, reply.codec) == (OK, RAW)
+    payload = reply.payload
     found = samples(payload.decode())
     assert found[("molt_worker_replies_total", labels(entry="echo", status="Ok"))] == 11
     assert found[("molt_worker_exec_seconds_count", labels(entry="echo"))] == 11
@@ -201,11 +117,11 @@ def test_metrics_entry_returns_the_same_text_over_the_protocol(workers) -> None:
     assert kinds["molt_worker_replies"] == "counter"
     assert kinds["molt_worker_total_seconds"] == "histogram"
     assert kinds["molt_worker_admission_queue_depth"] == "gauge"
-    assert worker.call("__metrics__", MSGPACK)[0] == INVALID_INPUT
-    assert worker.finish() == 0
+    assert worker.request("__metrics__", MSGPACK).status == INVALID_INPUT
+    assert worker.finish().code == 0
 
 
-def test_hdr_report_merges_the_worker_logs_into_tables_and_a_chart(workers, tmp_path: Path) -> None:
+def test_hdr_report_merges_the_worker_logs_into_tables_and_a_chart(workers: StartWorker, tmp_path: Path) -> None:
     """bench/scripts/hdr_report.py, as the benchmark runner uses it, on two real worker runs."""
     spec = importlib.util.spec_from_file_location("hdr_report", REPO / "bench" / "scripts" / "hdr_report.py")
     assert spec is not None and spec.loader is not None
@@ -214,9 +130,9 @@ def test_hdr_report_merges_the_worker_logs_into_tables_and_a_chart(workers, tmp_
 
     logs = tmp_path / "logs"
     for calls in (40, 60):
-        worker = workers("--metrics-dir", str(logs), "--metrics-interval", "3600")
+        worker = workers("--metrics-dir", str(logs), "--metrics-interval", "3600", rust_log="info")
         worker.echo_calls(calls)
-        assert worker.finish() == 0
+        assert worker.finish().code == 0
     assert len(list(logs.iterdir())) == 2
 
     table, chart = tmp_path / "percentiles.json", tmp_path / "latency.png"

@@ -1,135 +1,39 @@
-"""Speaks protocol v1 to the real molt_worker over stdio, with a codec of its own.
-
-The frame codec here is deliberately independent of the molt_accel client: it checks the
-worker against docs/protocol.md, not against another implementation that could share its
-mistakes. The binary comes from $MOLT_WORKER_BIN (default target/debug/molt_worker_test).
-"""
+"""Speaks protocol v1 to the real molt_worker over stdio (the harness's own codec, see
+stdio_worker.py), one behaviour of docs/protocol.md per test."""
 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
 import struct
-import subprocess
-import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
 
 import msgpack
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-WORKER_BIN = Path(os.environ.get("MOLT_WORKER_BIN", REPO / "target" / "debug" / "molt_worker_test"))
-TEST_MANIFEST = REPO / "molt_exports.test.json"
-
-# A bound only a hung worker exceeds; never a timing assertion.
-HANG_BOUND_S = 20.0
-
-HEADER = struct.Struct("<4sBBBBIHHQQIIII")
-assert HEADER.size == 48
-MAGIC = b"MOLT"
-
-CALL, REPLY, CANCEL, PING, PONG = 1, 2, 3, 4, 5
-RAW, MSGPACK, JSON = 0, 1, 2
-OK, INVALID_INPUT, NOT_FOUND, BUSY, TIMEOUT, CANCELLED, INTERNAL_ERROR, PROTOCOL_ERROR = range(8)
-
-
-@dataclass
-class Reply:
-    kind: int
-    codec: int
-    status: int
-    request_id: int
-    queue_us: int
-    exec_us: int
-    queue_depth: int
-    payload: bytes
-
-
-def encode(kind: int, request_id: int, entry: str = "", codec: int = RAW, payload: bytes = b"",
-           deadline_ns: int = 0) -> bytes:
-    name = entry.encode()
-    header = HEADER.pack(MAGIC, 1, kind, codec, 0, 0, len(name), 0, request_id, deadline_ns,
-                         0, 0, 0, len(payload))
-    frame = header + name + payload
-    return struct.pack("<I", len(frame)) + frame
-
-
-def decode(frame: bytes) -> Reply:
-    (magic, version, kind, codec, status, flags, entry_len, reserved, request_id, deadline_ns,
-     queue_us, exec_us, queue_depth, payload_len) = HEADER.unpack_from(frame)
-    assert (magic, version, flags, entry_len, reserved, deadline_ns) == (MAGIC, 1, 0, 0, 0, 0)
-    assert len(frame) == HEADER.size + payload_len
-    return Reply(kind, codec, status, request_id, queue_us, exec_us, queue_depth,
-                 frame[HEADER.size:])
-
-
-class Worker:
-    def __init__(self, *args: str, manifest: Path = TEST_MANIFEST) -> None:
-        self.proc = subprocess.Popen(
-            [str(WORKER_BIN), "--stdio", "--exports", str(manifest), *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "RUST_LOG": "error"},
-        )
-        self.replies: queue.Queue[Reply | None] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
-        while (prefix := out.read(4)) and len(prefix) == 4:
-            (length,) = struct.unpack("<I", prefix)
-            self.replies.put(decode(out.read(length)))
-        self.replies.put(None)
-
-    def send(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def call(self, request_id: int, entry: str, codec: int = RAW, payload: bytes = b"",
-             deadline_ns: int = 0) -> None:
-        self.send(encode(CALL, request_id, entry, codec, payload, deadline_ns))
-
-    def recv(self) -> Reply:
-        reply = self.replies.get(timeout=HANG_BOUND_S)
-        assert reply is not None, "worker closed stdout"
-        return reply
-
-    def replies_until_pong(self, ping_id: int) -> list[Reply]:
-        """The worker handles frames in order: replies decided before the ping come first."""
-        self.send(encode(PING, ping_id))
-        got = []
-        while (reply := self.recv()).kind != PONG:
-            got.append(reply)
-        assert reply.request_id == ping_id
-        return got
-
-    def finish(self) -> tuple[int, list[Reply], str]:
-        """Closes stdin; returns exit code, replies not yet read, and stderr."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        code = self.proc.wait(timeout=HANG_BOUND_S)
-        self.reader.join(timeout=HANG_BOUND_S)
-        rest = []
-        while (reply := self.replies.get(timeout=HANG_BOUND_S)) is not None:
-            rest.append(reply)
-        assert self.proc.stderr is not None
-        return code, rest, self.proc.stderr.read().decode()
-
-
-@pytest.fixture
-def worker() -> Iterator[Worker]:
-    w = Worker()
-    yield w
-    if w.proc.poll() is None:
-        w.proc.kill()
-        w.proc.wait()
+from stdio_worker import (
+    BUSY,
+    CALL,
+    CANCEL,
+    CANCELLED,
+    INTERNAL_ERROR,
+    INVALID_INPUT,
+    JSON,
+    MSGPACK,
+    NOT_FOUND,
+    OK,
+    PING,
+    PONG,
+    PROTOCOL_ERROR,
+    RAW,
+    REPLY,
+    TIMEOUT,
+    HANG_BOUND_S,
+    Reply,
+    StartWorker,
+    StdioWorker,
+    encode,
+)
 
 
 def one_reply_each(replies: list[Reply], ids: list[int]) -> dict[int, int]:
@@ -142,14 +46,14 @@ def one_reply_each(replies: list[Reply], ids: list[int]) -> dict[int, int]:
     return statuses
 
 
-def test_ping_gets_a_pong(worker: Worker) -> None:
+def test_ping_gets_a_pong(worker: StdioWorker) -> None:
     worker.send(encode(PING, 41))
     pong = worker.recv()
     assert (pong.kind, pong.request_id, pong.status) == (PONG, 41, OK)
 
 
 @pytest.mark.parametrize("codec", [RAW, MSGPACK, JSON])
-def test_echo_returns_the_payload_unchanged(worker: Worker, codec: int) -> None:
+def test_echo_returns_the_payload_unchanged(worker: StdioWorker, codec: int) -> None:
     payload = bytes(range(64))
     worker.call(1, "echo", codec, payload)
     reply = worker.recv()
@@ -157,35 +61,35 @@ def test_echo_returns_the_payload_unchanged(worker: Worker, codec: int) -> None:
     assert reply.payload == payload
 
 
-def test_health_reports_ok(worker: Worker) -> None:
+def test_health_reports_ok(worker: StdioWorker) -> None:
     worker.call(2, "health", JSON)
     reply = worker.recv()
     assert reply.status == OK
     assert json.loads(reply.payload)["status"] == "ok"
 
 
-def test_list_items_with_a_user_id_returns_items(worker: Worker) -> None:
+def test_list_items_with_a_user_id_returns_items(worker: StdioWorker) -> None:
     worker.call(3, "list_items", MSGPACK, msgpack.packb({"user_id": 7, "limit": 3}))
     reply = worker.recv()
     assert (reply.status, reply.codec) == (OK, MSGPACK), reply.payload
     assert len(msgpack.unpackb(reply.payload)["items"]) == 3
 
 
-def test_list_items_without_user_id_is_invalid_input(worker: Worker) -> None:
+def test_list_items_without_user_id_is_invalid_input(worker: StdioWorker) -> None:
     worker.call(4, "list_items", MSGPACK, msgpack.packb({"limit": 3}))
     reply = worker.recv()
     assert (reply.status, reply.codec) == (INVALID_INPUT, RAW)
     assert "user_id" in reply.payload.decode()
 
 
-def test_an_unknown_entry_is_not_found(worker: Worker) -> None:
+def test_an_unknown_entry_is_not_found(worker: StdioWorker) -> None:
     worker.call(5, "nope")
     reply = worker.recv()
     assert (reply.status, reply.payload) == (NOT_FOUND, b"unknown entry: nope")
 
 
-def test_a_flood_of_spin_calls_gets_busy() -> None:
-    worker = Worker("--max-queue", "2", "--compute-threads", "1")
+def test_a_flood_of_spin_calls_gets_busy(workers: StartWorker) -> None:
+    worker = workers("--max-queue", "2", "--compute-threads", "1")
     ids = list(range(1, 9))
     for request_id in ids:
         worker.call(request_id, "spin", JSON, b'{"ms": 20000}')
@@ -202,20 +106,20 @@ def test_a_flood_of_spin_calls_gets_busy() -> None:
     one_reply_each(busy + cancelled + rest, ids)
 
 
-def test_sleep_past_its_deadline_times_out(worker: Worker) -> None:
+def test_sleep_past_its_deadline_times_out(worker: StdioWorker) -> None:
     worker.call(6, "sleep", JSON, b'{"ms": 20000}', deadline_ns=time.monotonic_ns() + 50_000_000)
     reply = worker.recv()
     assert (reply.request_id, reply.status) == (6, TIMEOUT)
 
 
-def test_cancel_of_a_spin_replies_cancelled(worker: Worker) -> None:
+def test_cancel_of_a_spin_replies_cancelled(worker: StdioWorker) -> None:
     worker.call(7, "spin", JSON, b'{"ms": 20000}')
     worker.send(encode(CANCEL, 7))
     reply = worker.recv()
     assert (reply.request_id, reply.status) == (7, CANCELLED)
 
 
-def test_a_panic_in_an_entry_is_an_internal_error(worker: Worker) -> None:
+def test_a_panic_in_an_entry_is_an_internal_error(worker: StdioWorker) -> None:
     worker.call(8, "panic")
     reply = worker.recv()
     assert (reply.status, reply.payload) == (INTERNAL_ERROR, b"internal error")
@@ -230,7 +134,7 @@ def test_a_panic_in_an_entry_is_an_internal_error(worker: Worker) -> None:
     pytest.param(lambda f: f[:-3], id="truncated-at-eof"),
     pytest.param(lambda f: struct.pack("<I", len(f) - 3) + f[4:] + b"\x00", id="length-mismatch"),
 ])
-def test_a_broken_stream_gets_one_protocol_error_and_a_nonzero_exit(worker: Worker, mangle) -> None:
+def test_a_broken_stream_gets_one_protocol_error_and_a_nonzero_exit(worker: StdioWorker, mangle) -> None:
     worker.send(mangle(encode(CALL, 10, "echo", RAW, b"abc")))
     code, replies, stderr = worker.finish()
     assert code != 0
@@ -238,7 +142,7 @@ def test_a_broken_stream_gets_one_protocol_error_and_a_nonzero_exit(worker: Work
     assert len(stderr.splitlines()) == 1, stderr
 
 
-def test_eof_with_calls_in_flight_answers_each_once(worker: Worker) -> None:
+def test_eof_with_calls_in_flight_answers_each_once(worker: StdioWorker) -> None:
     worker.call(11, "spin", JSON, b'{"ms": 20000}')
     worker.call(12, "sleep", JSON, b'{"ms": 20000}')
     worker.call(13, "echo", RAW, b"e")
@@ -247,7 +151,7 @@ def test_eof_with_calls_in_flight_answers_each_once(worker: Worker) -> None:
     assert one_reply_each(rest, [11, 12, 13]) == {11: CANCELLED, 12: CANCELLED, 13: OK}
 
 
-def test_sigterm_answers_calls_in_flight_and_exits_zero(worker: Worker) -> None:
+def test_sigterm_answers_calls_in_flight_and_exits_zero(worker: StdioWorker) -> None:
     worker.call(14, "sleep", JSON, b'{"ms": 20000}')
     assert worker.replies_until_pong(15) == []
     worker.proc.send_signal(signal.SIGTERM)
