@@ -342,7 +342,7 @@ mod tests {
     fn zero_rows_is_an_empty_page() {
         assert_eq!(
             call(Codec::Json, br#"{"user_id": 1, "rows": 0}"#).unwrap(),
-            br#"{"items":[],"next_cursor":null,"counts":{"open":0,"closed":0}}"#
+            br#"{"items": [], "next_cursor": null, "counts": {"open": 0, "closed": 0}}"#
         );
     }
 
