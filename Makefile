@@ -36,7 +36,7 @@ setup: $(VENV)/.installed
 EXAMPLE_WORKER := --manifest-path examples/worker-app/Cargo.toml --target-dir target
 
 build:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins --tests --examples
 	$(CARGO) build $(EXAMPLE_WORKER)
 
 # molt_worker_test too: the benchmark's cancellation check runs its db_sleep entry.
