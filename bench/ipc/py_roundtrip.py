@@ -37,7 +37,7 @@ from hdrh.histogram import HdrHistogram
 
 from molt_accel import MoltClient
 from molt_accel._frame import Codec, Frame, Kind, Status, decode_frame, encode_call, encode_frame
-from molt_accel._transports import _shm
+from molt_accel._transports import _shm_connection
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSPORTS = ("shm", "stdio")
@@ -145,13 +145,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.client_spin_us is not None:
-        _shm.SPIN_NS = int(args.client_spin_us * 1000)
+        _shm_connection.SPIN_NS = int(args.client_spin_us * 1000)
     worker_cmd = [args.worker] + ([] if args.worker_spin_us is None else ["--spin-us", str(args.worker_spin_us)])
     if not Path(args.worker).is_file():
         raise SystemExit(f"{args.worker} is missing: make build-release")
 
     pinned = ", client pinned to CPU 0 and worker to CPU 1" if args.pin else ""
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, client spin {_shm.SPIN_NS / 1000:g} µs{pinned}, {load()}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, client spin {_shm_connection.SPIN_NS / 1000:g} µs{pinned}, {load()}")
     results: dict[tuple[str, int, str], HdrHistogram] = {}
     idle: dict[str, tuple[float, float]] = {}
     for size in args.sizes:

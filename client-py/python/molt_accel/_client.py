@@ -201,14 +201,12 @@ class MoltClient:
                 self._use_restart_budget()
             self._started_once = True
             # The transport's threads keep it alive; it must not keep the client alive in turn.
-            transport = self._transport_class(
-                self.config, next_request_id=self._next_request_id, late_reply=_weak_late_reply(self)
-            )
             try:
-                transport.start()
+                transport = self._transport_class.open(
+                    self.config, next_request_id=self._next_request_id, late_reply=_weak_late_reply(self)
+                )
             except WorkerUnavailable as exc:
                 self._last_exit = exc.safe_message
-                transport.close()
                 raise
             self._transport = transport
             self._transport_closer = weakref.finalize(self, transport.close)

@@ -2,7 +2,15 @@
 
 A transport is a :class:`~molt_accel._transports._base.Transport` subclass listed in
 :data:`TRANSPORTS`; adding one there is all it takes for ``MoltClient(transport=...)`` and
-``@molt_offload(transport=...)`` to use it.
+``@molt_offload(transport=...)`` to use it. The client gets a started one from the class's
+``open()``, which decides once whether the transport asked for can work here (``shm`` opens a
+``stdio`` transport instead when it cannot).
+
+Modules: ``_base`` (the contract), ``_process`` (the worker process a transport spawns),
+``_stdio``, and shared memory in four: ``_shm`` (the transport: spawning or attaching, the
+fallback, closing), ``_shm_connection`` (a segment connection, and what a transport's
+connections share), ``_shm_thread`` (a connection per thread) and ``_shm_async`` (a
+connection per event loop).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ changes neither the client's callers nor the Django decorator: it is a subclass 
 
 Contract of every method:
 
+- ``open()`` (a class method) makes the transport for a client and starts it; it may return
+  another transport than the one asked for when the one asked for cannot work here (``shm``
+  falls back to ``stdio``), so that choice is made once, before any call.
 - ``start()`` spawns or attaches to the worker and returns once it answered a ping, within
   ``config.start_timeout_ms``; otherwise it raises :class:`WorkerUnavailable`.
 - ``exchange()`` / ``aexchange()`` send one encoded call (or ping) frame and return the reply
@@ -34,6 +37,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from .._config import ClientConfig
+from .._exceptions import WorkerUnavailable
 from .._frame import Frame
 
 __all__ = ["Transport", "LateReplyHandler"]
@@ -53,6 +57,20 @@ class Transport(abc.ABC):
         self.config = config
         self.next_request_id = next_request_id
         self.late_reply = late_reply
+
+    @classmethod
+    def open(
+        cls, config: ClientConfig, *, next_request_id: Callable[[], int], late_reply: LateReplyHandler
+    ) -> Transport:
+        """A started transport for ``config``. If it cannot start, it is closed (its worker
+        reaped) and the :class:`WorkerUnavailable` saying why is raised."""
+        transport = cls(config, next_request_id=next_request_id, late_reply=late_reply)
+        try:
+            transport.start()
+        except WorkerUnavailable:
+            transport.close()
+            raise
+        return transport
 
     @abc.abstractmethod
     def start(self) -> None:

@@ -18,8 +18,9 @@ tries the role, and whoever releases the role checks for waiters afterwards and 
 serving thread if there are any. So there is never one thread per call, and the only hand-off
 is for replies that another thread happened to read.
 
-A reaper thread waits for the worker's exit, so a dead worker never lingers as a zombie, and a
-third forwards its stderr, line by line, to the ``molt_accel.worker`` logger.
+The worker is a :class:`~molt_accel._transports._process.WorkerProcess`: its reaper thread
+collects the exit, so a dead worker never lingers as a zombie, and another thread forwards its
+stderr, line by line, to the ``molt_accel.worker`` logger.
 
 Writes never wait past the caller's deadline: stdin is non-blocking, and a full pipe (a worker
 that stopped reading) is waited on with ``poll`` bounded by the deadline. A frame cut off half
@@ -45,16 +46,7 @@ from .._exceptions import ProtocolError, Timeout, WorkerUnavailable
 from .._frame import HEADER_LEN, Frame, Kind, decode_frame, encode_frame
 from .._config import ClientConfig
 from ._base import LateReplyHandler, Transport
-from ._process import (
-    CLOSE_GRACE_S,
-    await_exit,
-    exit_reason,
-    forget_worker,
-    forward_stderr,
-    kill_worker,
-    log_unknown_reply,
-    spawn_worker,
-)
+from ._process import CLOSE_GRACE_S, Liveness, WorkerProcess, log_unknown_reply
 
 __all__ = ["StdioTransport"]
 
@@ -130,7 +122,8 @@ class StdioTransport(Transport):
     def __init__(self, config: ClientConfig, *, next_request_id: Callable[[], int], late_reply: LateReplyHandler) -> None:
         super().__init__(config, next_request_id=next_request_id, late_reply=late_reply)
         self._command = self.config.worker_command(["--stdio"])
-        # Guards _pending, _abandoned, _exit_reason and _stopping.
+        # Guards _pending, _abandoned, _stopping, and the recording of the worker's death
+        # together with them.
         self._state_lock = threading.Lock()
         # Signalled (under _state_lock) when calls may be waiting with nobody reading for them.
         self._reader_wanted = threading.Condition(self._state_lock)
@@ -140,115 +133,96 @@ class StdioTransport(Transport):
         self._read_role = threading.Lock()
         self._pending: dict[int, _Waiter] = {}
         self._abandoned: dict[int, _Waiter] = {}
-        self._exit_reason: str | None = None
         self._stopping = False
         self._inbuf = bytearray()
         # Set once the worker sent a malformed frame: its later output is ignored until EOF.
         self._stream_broken: str | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._worker: WorkerProcess | None = None
+        # The worker once spawned; before that, why it could not be.
+        self._liveness: Liveness = Liveness()
         self._stdin_fd = -1
         self._stdout_fd = -1
-        self._reaper: threading.Thread
-        self._helpers: list[threading.Thread] = []
+        self._serving_thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         try:
-            proc = spawn_worker(self._command, stdout=subprocess.PIPE)
+            worker = WorkerProcess.spawn(self._command, stdout=subprocess.PIPE, label="stdio")
         except WorkerUnavailable as exc:
-            self._exit_reason = exc.safe_message
+            self._liveness.mark_gone(exc.safe_message)
             raise
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        self._proc = proc
-        self._stdin_fd = proc.stdin.fileno()
-        self._stdout_fd = proc.stdout.fileno()
+        assert worker.stdout is not None
+        self._worker = self._liveness = worker
+        self._stdin_fd = worker.stdin.fileno()
+        self._stdout_fd = worker.stdout.fileno()
         os.set_blocking(self._stdin_fd, False)
         os.set_blocking(self._stdout_fd, False)
+        self._serving_thread = threading.Thread(
+            target=self._serve_waiters, name=f"molt-stdio-reader-{worker.pid}", daemon=True
+        )
+        self._serving_thread.start()
+        self._handshake(worker)
 
-        def make_thread(target: Callable[..., None], role: str, *args: object) -> threading.Thread:
-            return threading.Thread(target=target, args=args, name=f"molt-stdio-{role}-{proc.pid}", daemon=True)
-
-        self._reaper = make_thread(self._reap, "reaper", proc)
-        self._helpers = [
-            make_thread(self._serve_waiters, "reader"),
-            make_thread(forward_stderr, "stderr", proc.stderr),
-        ]
-        for thread in (self._reaper, *self._helpers):
-            thread.start()
-        self._handshake()
-
-    def _handshake(self) -> None:
+    def _handshake(self, worker: WorkerProcess) -> None:
         request_id = self.next_request_id()
         ping = encode_frame(Frame(kind=Kind.PING, request_id=request_id))
         wait_until_ns = time.monotonic_ns() + self.config.start_timeout_ms * 1_000_000
         try:
             reply = self.exchange(request_id, "", ping, wait_until_ns)
         except Timeout:
-            self._kill("the worker did not answer its first ping in time")
+            worker.kill("the worker did not answer its first ping in time")
             raise WorkerUnavailable("the worker did not answer its first ping in time") from None
         except WorkerUnavailable:
             # Let the reaper collect the exit status, so the reason says how it ended.
-            self._reaper.join(timeout=CLOSE_GRACE_S)
+            worker.wait_for_exit()
             raise WorkerUnavailable(f"the worker exited during start-up ({self.exit_reason})") from None
         if reply.kind is not Kind.PONG:
-            self._kill("the worker answered its first ping with something else")
+            worker.kill("the worker answered its first ping with something else")
             raise WorkerUnavailable("the worker does not speak the molt protocol")
 
     def close(self) -> None:
-        proc = self._proc
-        if proc is None:
+        worker = self._worker
+        if worker is None:
             return
         with self._write_lock:
-            try:
-                proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass  # Already broken: the worker is gone, which is what close wants.
+            worker.close_stdin()
             self._stdin_fd = -1
         # EOF on stdin: the worker finishes or cancels what is in flight, flushes its replies
         # and exits; whoever reads delivers those replies, the reaper collects the exit.
-        await_exit(self._reaper, self._kill)
+        worker.wait_or_kill()
         with self._state_lock:
             self._stopping = True
             self._reader_wanted.notify_all()
-        for thread in self._helpers:
-            thread.join(timeout=CLOSE_GRACE_S)
+        if self._serving_thread is not None:
+            self._serving_thread.join(timeout=CLOSE_GRACE_S)
         # No reader may be left on the fd when it closes (its number could be reused).
         with self._read_role:
-            proc.stdout.close()  # type: ignore[union-attr]
+            worker.release()
             self._stdout_fd = -1
-        proc.stderr.close()  # type: ignore[union-attr]
 
     def forget_after_fork(self) -> None:
-        proc = self._proc
-        self._exit_reason = "the worker belongs to the parent process"
+        self._liveness.mark_gone("the worker belongs to the parent process")
         self._pending.clear()
         self._abandoned.clear()
-        if proc is not None:
-            forget_worker(proc)
-            self._proc = None
+        if self._worker is not None:
+            self._worker.forget()
 
-    def _kill(self, reason: str) -> None:
-        with self._state_lock:
-            if self._exit_reason is None:
-                self._exit_reason = reason
-        kill_worker(self._proc, reason)
-
-    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
-        returncode = proc.wait()
-        level = logging.INFO if returncode == 0 else logging.WARNING
-        logger.log(level, "molt worker %d is gone: %s", proc.pid, self.exit_reason)
+    @property
+    def _spawned(self) -> WorkerProcess:
+        """The worker, from the paths that run only once start() spawned it."""
+        assert self._worker is not None
+        return self._worker
 
     # -- properties ----------------------------------------------------------------------------
 
     @property
     def alive(self) -> bool:
-        proc = self._proc
-        return self._exit_reason is None and proc is not None and proc.returncode is None
+        return self._worker is not None and not self._worker.gone
 
     @property
     def exit_reason(self) -> str | None:
-        return exit_reason(self._exit_reason, self._proc)
+        return self._liveness.exit_reason
 
     @property
     def in_flight(self) -> int:
@@ -257,7 +231,7 @@ class StdioTransport(Transport):
 
     @property
     def worker_pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._worker.pid if self._worker is not None else None
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -359,7 +333,7 @@ class StdioTransport(Transport):
                 pass
             except OSError:
                 # EPIPE: the worker is gone, so no worker will ever read this frame.
-                self._kill("the worker's input is closed")
+                self._spawned.kill("the worker's input is closed")
                 raise WorkerUnavailable("the worker is not running") from None
             if written == total:
                 return
@@ -370,7 +344,7 @@ class StdioTransport(Transport):
             remaining_ms = (wait_until_ns - time.monotonic_ns()) // 1_000_000
             if remaining_ms <= 0 or not poller.poll(remaining_ms):
                 if written:
-                    self._kill("the worker stopped reading its input in the middle of a frame")
+                    self._spawned.kill("the worker stopped reading its input in the middle of a frame")
                 raise Timeout("the worker did not accept the call before the deadline")
 
     def _abandon(self, waiter: _Waiter) -> bool:
@@ -401,7 +375,7 @@ class StdioTransport(Transport):
         except Exception:
             # A bug here must not leave callers waiting for replies nobody reads.
             logger.exception("molt stdio serving thread failed")
-            self._kill("the client stopped reading the worker's output")
+            self._spawned.kill("the client stopped reading the worker's output")
             self._on_worker_gone("the client stopped reading the worker's output")
 
     def _serve_until_stopped(self) -> None:
@@ -423,7 +397,7 @@ class StdioTransport(Transport):
         """Reads what the worker wrote, waiting for it until ``wait_until_ns`` (None: no
         limit), and delivers every complete reply. The caller holds the read role. False if
         the wait timed out or the worker is gone (its waiters have been failed then)."""
-        if self._exit_reason is not None and not self._pending and not self._abandoned:
+        if self._liveness.recorded_reason is not None and not self._pending and not self._abandoned:
             return False
         try:
             chunk = os.read(self._stdout_fd, _READ_CHUNK)
@@ -489,7 +463,7 @@ class StdioTransport(Transport):
     def _break_stream(self, detail: str) -> None:
         self._stream_broken = "the worker sent a malformed frame"
         self._inbuf.clear()
-        self._kill(detail)
+        self._spawned.kill(detail)
 
     def _deliver(self, frame: Frame) -> None:
         late = None
@@ -520,8 +494,7 @@ class StdioTransport(Transport):
     def _on_worker_gone(self, reason: str) -> None:
         """Fails every waiter at once: their replies can no longer come."""
         with self._state_lock:
-            if self._exit_reason is None:
-                self._exit_reason = reason
+            self._liveness.mark_gone(reason)
             waiters = list(self._pending.values())
             self._pending.clear()
             self._abandoned.clear()
