@@ -53,22 +53,21 @@ class Liveness:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reason: str | None = None
+        #: True once the worker is known to be gone; never False again after that. A plain
+        #: attribute: every call reads it.
+        self.gone = False
 
     def mark_gone(self, reason: str) -> None:
         """Records that the worker can no longer answer, unless a reason is already recorded."""
         with self._lock:
             if self._reason is None:
                 self._reason = reason
+            self.gone = True
 
     @property
     def recorded_reason(self) -> str | None:
         """The reason recorded with :meth:`mark_gone`, if any."""
         return self._reason
-
-    @property
-    def gone(self) -> bool:
-        """True once the worker is known to be gone; never False again after that."""
-        return self._reason is not None
 
     @property
     def exit_reason(self) -> str | None:
@@ -81,8 +80,8 @@ class WorkerProcess(Liveness):
 
     A reaper thread collects its exit as soon as it happens (no zombie, even when idle) and
     logs it; a second thread forwards its stderr, line by line, to the ``molt_accel.worker``
-    logger. The worker is gone once it exited or a reason was recorded (:meth:`kill`, or the
-    owner's :meth:`mark_gone`).
+    logger. The worker is gone once the reaper collected its exit or a reason was recorded
+    (:meth:`kill`, or the owner's :meth:`mark_gone`).
     """
 
     def __init__(self, popen: subprocess.Popen[bytes], label: str) -> None:
@@ -126,11 +125,6 @@ class WorkerProcess(Liveness):
     def exited(self) -> bool:
         """True once the worker process has exited (and been collected)."""
         return self._popen is None or self._popen.poll() is not None
-
-    @property
-    def gone(self) -> bool:
-        popen = self._popen
-        return self._reason is not None or popen is None or popen.returncode is not None
 
     @property
     def exit_reason(self) -> str | None:
@@ -210,6 +204,7 @@ class WorkerProcess(Liveness):
         popen = self._popen
         assert popen is not None
         returncode = popen.wait()
+        self.gone = True
         level = logging.INFO if returncode == 0 else logging.WARNING
         logger.log(level, "molt worker %d is gone: %s", popen.pid, self.exit_reason)
 

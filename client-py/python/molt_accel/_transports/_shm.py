@@ -220,7 +220,7 @@ class ShmTransport(Transport):
 
     @property
     def alive(self) -> bool:
-        return not self._link.dead
+        return not self._link.liveness.gone
 
     @property
     def exit_reason(self) -> str | None:

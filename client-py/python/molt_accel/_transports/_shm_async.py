@@ -77,7 +77,7 @@ class LoopCalls:
             conn = await self._connect_loop(loop, request_id, wait_until_ns)
         waiter = AsyncWaiter(entry, loop.create_future())
         with conn.state:
-            if conn.closed or conn.stopping or link.dead:
+            if conn.closed or conn.stopping or link.liveness.gone:
                 raise WorkerUnavailable(
                     f"the worker is not running ({link.liveness.exit_reason})", request_id=request_id
                 )
@@ -174,7 +174,7 @@ class LoopCalls:
         finally:
             self._fail_all(conn, error)
             conn.use.release()
-            if conn.doomed or link.dead:
+            if conn.doomed or link.liveness.gone:
                 conn.doomed = True
                 link.close_if_idle(conn)
 

@@ -132,11 +132,6 @@ class ShmLink:
         self.stop_by = 0.0
         self._forgotten = False
 
-    @property
-    def dead(self) -> bool:
-        """True once the worker is gone: calls are refused from then on."""
-        return self.liveness.gone
-
     def gone(self, reason: str) -> None:
         """The worker can no longer answer: calls made from now on are refused. Calls waiting
         on a ring fail on their own (their wait ends with CLOSED)."""
@@ -167,7 +162,7 @@ class ShmLink:
             return status, None
         conn = ShmConnection(out[0])
         with self._state:
-            doomed = self.stopping or self.dead
+            doomed = self.stopping or self.liveness.gone
             if not doomed:
                 self._conns.add(conn)
         if doomed:
@@ -181,7 +176,7 @@ class ShmLink:
         """A new connection for a call that must be sent by ``wait_until_ns``: Timeout if the
         worker does not answer by then (a wedged worker is not a dead one), WorkerUnavailable
         (not reached) if it refuses."""
-        if self.dead or self.stopping:
+        if self.liveness.gone or self.stopping:
             raise WorkerUnavailable(f"the worker is not running ({self.liveness.exit_reason})", request_id=request_id)
         remaining_s = (wait_until_ns - time.monotonic_ns()) / 1e9
         status, conn = self.connect(time.monotonic() + min(remaining_s, self.config.start_timeout_ms / 1000))

@@ -59,7 +59,7 @@ class ThreadCalls:
         link = self._link
         slot = getattr(self._local, "slot", None)
         conn = slot.conn if slot is not None else None
-        if conn is None or conn.doomed or link.dead:
+        if conn is None or conn.doomed or link.liveness.gone:
             conn = self._new_connection(request_id, wait_until_ns)
         if not conn.use.acquire(blocking=False):
             # Only close() takes a thread's connection from it.
