@@ -63,6 +63,8 @@ pub const MOLT_SHM_HANDSHAKE_FAILED: i32 = -9;
 pub const MOLT_SHM_IN_USE: i32 = -10;
 /// An unexpected internal failure (a bug); the handle should be closed.
 pub const MOLT_SHM_INTERNAL: i32 = -11;
+/// `try_recv`: no frame is queued now.
+pub const MOLT_SHM_EMPTY: i32 = -12;
 
 /// A connection to a worker: the control socket (kept open as the liveness channel) and the
 /// client's ends of the segment's two rings. Opaque to C.
@@ -249,6 +251,62 @@ pub unsafe extern "C" fn molt_shm_recv(
             Err(PopError::Corrupt(_)) => return MOLT_SHM_CORRUPT,
             // wait said Ready, and only this thread consumes.
             Err(PopError::Empty) => return MOLT_SHM_INTERNAL,
+        };
+        // SAFETY: `out_len` is valid for a write by the caller's contract.
+        unsafe { *out_len = record.len() };
+        if record.len() > buf.len() {
+            return MOLT_SHM_TOO_SMALL;
+        }
+        record.copy_prefix(buf);
+        record.consume();
+        MOLT_SHM_OK
+    })
+}
+
+/// Takes the next frame from the response ring into `buf` (capacity `cap`) if one is queued
+/// already, storing its length in `*out_len`; never waits, never makes a system call. Returns
+/// `MOLT_SHM_EMPTY` when nothing is queued, `MOLT_SHM_IN_USE` when another thread is
+/// receiving on this handle (that thread gets the frame), and `MOLT_SHM_TOO_SMALL` as
+/// [`molt_shm_recv`] does. Whether the worker is gone is not checked: a waiting
+/// [`molt_shm_recv`] notices it.
+///
+/// An event loop calls it after sending, so that a reply already in the ring is taken on the
+/// loop's own thread, without waking a reader thread to hand it over.
+///
+/// # Safety
+/// As for [`molt_shm_recv`].
+///
+/// ```
+/// use molt_accel_native::*;
+/// let (mut buf, mut len) = ([0u8; 8], 0usize);
+/// let status = unsafe { molt_shm_try_recv(std::ptr::null_mut(), buf.as_mut_ptr(), 8, &mut len) };
+/// assert_eq!(status, MOLT_SHM_INVALID_ARGUMENT);
+/// ```
+#[no_mangle]
+pub unsafe extern "C" fn molt_shm_try_recv(
+    handle: *mut MoltShm,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    // SAFETY: null or live, by the caller's contract.
+    let Some(shm) = (unsafe { handle.as_ref() }) else {
+        return MOLT_SHM_INVALID_ARGUMENT;
+    };
+    if buf.is_null() || out_len.is_null() {
+        return MOLT_SHM_INVALID_ARGUMENT;
+    }
+    // SAFETY: valid for writes of `cap` bytes by the caller's contract, and not aliased by
+    // anything Rust holds.
+    let buf = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
+    guarded(|| {
+        let Some(mut responses) = shm.responses.try_lock() else {
+            return MOLT_SHM_IN_USE;
+        };
+        let record = match responses.pop() {
+            Ok(record) => record,
+            Err(PopError::Empty) => return MOLT_SHM_EMPTY,
+            Err(PopError::Corrupt(_)) => return MOLT_SHM_CORRUPT,
         };
         // SAFETY: `out_len` is valid for a write by the caller's contract.
         unsafe { *out_len = record.len() };

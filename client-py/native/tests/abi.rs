@@ -141,6 +141,42 @@ fn a_buffer_too_small_reports_the_length_and_keeps_the_frame() {
     unsafe { molt_shm_close(handle) };
 }
 
+fn try_recv(handle: *mut MoltShm, buf: &mut [u8]) -> (i32, usize) {
+    let mut len = 0;
+    // SAFETY: live handle, buffer and out-pointer.
+    let status = unsafe { molt_shm_try_recv(handle, buf.as_mut_ptr(), buf.len(), &mut len) };
+    (status, len)
+}
+
+#[test]
+fn try_recv_takes_what_is_queued_and_never_waits() {
+    let (push, pushes) = std::sync::mpsc::channel::<&'static [u8]>();
+    let (pushed, done) = std::sync::mpsc::channel::<()>();
+    let (_dir, path) = with_worker(move |mut segment, _stream| {
+        for frame in pushes {
+            segment.responses.push(frame).unwrap();
+            pushed.send(()).unwrap();
+        }
+    });
+    let handle = connect(&path);
+    let mut buf = [0u8; 8];
+    assert_eq!(try_recv(handle, &mut buf).0, MOLT_SHM_EMPTY);
+    push.send(b"one").unwrap();
+    done.recv().unwrap();
+    push.send(b"a longer one").unwrap();
+    done.recv().unwrap();
+    assert_eq!(try_recv(handle, &mut buf), (MOLT_SHM_OK, 3));
+    assert_eq!(&buf[..3], b"one");
+    // Too long for the buffer: the length is reported and the frame stays queued.
+    assert_eq!(try_recv(handle, &mut buf), (MOLT_SHM_TOO_SMALL, 12));
+    let mut big = [0u8; 16];
+    assert_eq!(try_recv(handle, &mut big), (MOLT_SHM_OK, 12));
+    assert_eq!(&big[..12], b"a longer one");
+    assert_eq!(try_recv(handle, &mut big).0, MOLT_SHM_EMPTY);
+    // SAFETY: live handle, not used afterwards.
+    unsafe { molt_shm_close(handle) };
+}
+
 #[test]
 fn a_silent_worker_gives_a_timeout() {
     let (_dir, path) = with_worker(|segment, stream| {
@@ -240,6 +276,10 @@ fn null_arguments_are_refused() {
         );
         assert_eq!(
             molt_shm_connect(ptr::null(), 0, ptr::null_mut()),
+            MOLT_SHM_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            molt_shm_try_recv(ptr::null_mut(), ptr::null_mut(), 0, &mut len),
             MOLT_SHM_INVALID_ARGUMENT
         );
         assert_eq!(molt_shm_check(ptr::null()), MOLT_SHM_INVALID_ARGUMENT);
