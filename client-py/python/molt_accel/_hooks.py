@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,6 +50,9 @@ class CallMetrics:
     decode_us: int
     #: Microseconds from sending the call to receiving its reply, as the caller saw it.
     round_trip_us: int
+
+
+_METRIC_FIELDS = tuple(field.name for field in fields(CallMetrics))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,10 @@ class JsonlMetrics:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def __call__(self, entry: str, status: str, metrics: CallMetrics) -> None:
-        line = json.dumps({"entry": entry, "status": status, **asdict(metrics)}, separators=(",", ":"))
+        # The fields by name, not dataclasses.asdict: asdict deep-copies recursively and cost
+        # 9 of this hook's 15 µs per reply, on every offloaded request of the benchmark.
+        values = {name: getattr(metrics, name) for name in _METRIC_FIELDS}
+        line = json.dumps({"entry": entry, "status": status, **values}, separators=(",", ":"))
         os.write(self._fd, (line + "\n").encode())
 
     def close(self) -> None:
