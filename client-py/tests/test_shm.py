@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from molt_accel import Busy, MoltClient, WorkerUnavailable
-from molt_accel._transports import _shm
+from molt_accel._transports import _shm, _shm_connection
 from molt_client_support import HANG_BOUND_S, TEST_EXPORTS, in_forked_child, stop_process, wait_until, worker_cmd
 
 pytestmark = pytest.mark.skipif(_shm._unsupported() is not None, reason=str(_shm._unsupported()))
@@ -186,6 +186,40 @@ def test_kill_9_fails_waiting_asyncio_calls_at_once(clients) -> None:
 
     outcomes = asyncio.run(main())
     assert all(isinstance(o, WorkerUnavailable) and o.reached_worker for o in outcomes), outcomes
+
+
+def test_replies_already_queued_are_taken_by_the_loop_without_the_reader_thread(clients, monkeypatch) -> None:
+    """After every send the loop takes the replies already in its ring itself: with the reader
+    thread held before it can touch the ring, a call still completes once a later send from
+    the same loop finds its reply queued."""
+    client = shm_client(clients)
+    released = threading.Event()
+    reader_receives = []
+    receive = _shm_connection.recv
+
+    def held_in_the_reader(*args: object) -> int:
+        if threading.current_thread().name == "molt-shm-reader":
+            reader_receives.append(released.is_set())
+            released.wait(HANG_BOUND_S)
+        return receive(*args)
+
+    async def main() -> None:
+        assert await client.acall("echo", "warm-up") == "warm-up"  # the loop's connection and reader
+        monkeypatch.setattr(_shm_connection, "recv", held_in_the_reader)
+        first = asyncio.create_task(client.acall("echo", "first"))
+        later: list[asyncio.Task[object]] = []
+        give_up = time.monotonic() + HANG_BOUND_S
+        while not first.done():
+            assert time.monotonic() < give_up, "the loop never took the first reply"
+            later.append(asyncio.create_task(client.acall("echo", len(later))))
+            await asyncio.sleep(0.001)
+        assert first.result() == "first"
+        # The reader got no further than the hold: the loop took the reply.
+        assert reader_receives == [False] * len(reader_receives)
+        released.set()
+        assert await asyncio.gather(*later) == list(range(len(later)))
+
+    asyncio.run(main())
 
 
 def _open_fds() -> int:

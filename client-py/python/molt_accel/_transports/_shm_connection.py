@@ -26,16 +26,17 @@ from ._process import Liveness, WorkerProcess, log_unknown_reply
 if TYPE_CHECKING:
     from ._shm_async import AsyncWaiter
 
-__all__ = ["SPIN_NS", "ShmConnection", "ShmLink", "ffi", "lib", "send", "recv"]
+__all__ = ["SPIN_NS", "ShmConnection", "ShmLink", "ffi", "lib", "send", "recv", "try_recv"]
 
 try:
     from .._native import ffi, lib
 except ImportError:  # built without its native module (a pure-Python install)
     # The transport then falls back to stdio before anything here is called.
     ffi = lib = None
-# The hot path's two calls, looked up once (None without the native module).
+# The hot path's calls, looked up once (None without the native module).
 send: Any = lib.molt_shm_send if lib is not None else None
 recv: Any = lib.molt_shm_recv if lib is not None else None
+try_recv: Any = lib.molt_shm_try_recv if lib is not None else None
 
 logger = logging.getLogger("molt_accel")
 
@@ -60,6 +61,7 @@ class ShmConnection:
     __slots__ = (
         "handle", "use", "state", "wanted", "closed", "doomed", "retired", "stopping",
         "buf", "cap", "view", "out_len", "call_id", "sent_ns", "pending", "abandoned", "loop", "reader",
+        "parked", "loop_buf", "loop_view", "loop_out_len",
     )
 
     def __init__(self, handle: Any) -> None:
@@ -84,6 +86,14 @@ class ShmConnection:
         # An asyncio connection's loop, weakly: the connection must not keep it alive.
         self.loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self.reader: threading.Thread | None = None
+        # Whether the reader waits on ``wanted`` (no reply due), so a send must wake it.
+        self.parked = False
+        # An asyncio connection's second reply buffer, the loop thread's: replies the loop
+        # takes itself land here, never in the reader's ``buf``. Fixed: a longer reply is
+        # left to the reader, which grows its own.
+        self.loop_buf: Any = None
+        self.loop_view = memoryview(b"")
+        self.loop_out_len: Any = None
 
     def grow(self, capacity: int) -> None:
         """A reply buffer of ``capacity`` bytes, reused by every receive, and a view of it to
@@ -91,6 +101,14 @@ class ShmConnection:
         self.cap = capacity
         self.buf = ffi.new("uint8_t[]", capacity)
         self.view = memoryview(ffi.buffer(self.buf, capacity))
+
+    def for_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Makes this an event loop's connection: the loop's reply buffer, a weak reference
+        to the loop."""
+        self.loop = weakref.ref(loop)
+        self.loop_buf = ffi.new("uint8_t[]", _INITIAL_BUFFER)
+        self.loop_view = memoryview(ffi.buffer(self.loop_buf, _INITIAL_BUFFER))
+        self.loop_out_len = ffi.new("uintptr_t *")
 
     def due(self) -> int:
         """Replies still to come on this connection, abandoned calls' included."""
@@ -199,7 +217,7 @@ class ShmLink:
     def serve_loop_with(self, loop: asyncio.AbstractEventLoop, conn: ShmConnection) -> ShmConnection:
         """Makes ``conn`` the connection serving ``loop``, unless an open one already does:
         then that one is returned and ``conn`` is left to the caller."""
-        conn.loop = weakref.ref(loop)
+        conn.for_loop(loop)
         with self._state:
             existing = self._loop_conns.get(loop)
             if existing is not None and not existing.closed:
