@@ -36,6 +36,7 @@ __all__ = [
     "PARAMS_KEY",
     "TableLike",
     "Output",
+    "Tables",
     "table_to_ipc",
     "table_from_ipc",
     "call_table",
@@ -52,6 +53,23 @@ TableLike = Any
 
 #: What a table reply is given back as.
 Output = Literal["pyarrow", "polars", "pandas"]
+
+
+class Tables:
+    """What a table call sends: its tables, in the order the entry takes them, and its
+    parameters. What a ``@molt_offload(table=...)`` view returns when the call has
+    parameters (one table or a list of them needs no wrapping).
+
+    >>> sent = Tables(pa.table({"n": [1]}), params={"limit": 5})
+    >>> len(sent.tables), sent.params
+    (1, {'limit': 5})
+    """
+
+    __slots__ = ("tables", "params")
+
+    def __init__(self, *tables: TableLike, params: Mapping[str, Any] | None = None) -> None:
+        self.tables: tuple[TableLike, ...] = tables
+        self.params: Mapping[str, Any] | None = params
 
 
 def _as_arrow(table: TableLike) -> pa.Table:
@@ -120,40 +138,6 @@ def _tables(table: TableLike | Sequence[TableLike]) -> tuple[TableLike, ...]:
     return (table,)
 
 
-def call_table(
-    client: MoltClient,
-    entry: str,
-    table: TableLike | Sequence[TableLike],
-    *,
-    params: Mapping[str, Any] | None = None,
-    output: Output = "pyarrow",
-    timeout_ms: int | None = None,
-    idempotent: bool = False,
-) -> Any:
-    """Runs ``entry`` on ``table`` (one table, or a list of them) and returns the table it
-    answers, as ``output``. Errors are the client's (:class:`~molt_accel.InvalidInput` for a
-    table past the worker's limits, naming the limit)."""
-    payload = _fitting(client, entry, table_to_ipc(*_tables(table), params=params))
-    reply = client.call(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent)
-    return table_from_ipc(reply, output)
-
-
-async def acall_table(
-    client: MoltClient,
-    entry: str,
-    table: TableLike | Sequence[TableLike],
-    *,
-    params: Mapping[str, Any] | None = None,
-    output: Output = "pyarrow",
-    timeout_ms: int | None = None,
-    idempotent: bool = False,
-) -> Any:
-    """:func:`call_table` for asyncio (a cancelled task cancels the call in the worker)."""
-    payload = _fitting(client, entry, table_to_ipc(*_tables(table), params=params))
-    reply = await client.acall(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent)
-    return table_from_ipc(reply, output)
-
-
 #: Bytes of a call frame besides its payload and entry name (docs/protocol.md).
 _HEADER_LEN = 48
 
@@ -171,11 +155,57 @@ def _fitting(client: MoltClient, entry: str, payload: bytes) -> bytes:
     return payload
 
 
-def _value(reply: bytes) -> Any:
+def _call_payload(
+    client: MoltClient, entry: str, sent: Tables | TableLike | Sequence[TableLike]
+) -> bytes:
+    """The raw payload of a call to ``entry`` sending ``sent`` (a :class:`Tables`, one table
+    or a list of them), checked to fit the client's frame limit. What the functions below
+    and ``@molt_offload(table=...)`` send."""
+    if isinstance(sent, Tables):
+        return _fitting(client, entry, table_to_ipc(*sent.tables, params=sent.params))
+    return _fitting(client, entry, table_to_ipc(*_tables(sent)))
+
+
+def _reply_value(reply: bytes) -> Any:
+    """The MsgPack value a table entry answered (a summary)."""
     try:
         return msgpack.unpackb(reply, strict_map_key=False)
     except Exception:
         raise ProtocolError("reply payload is not valid msgpack") from None
+
+
+def call_table(
+    client: MoltClient,
+    entry: str,
+    table: TableLike | Sequence[TableLike],
+    *,
+    params: Mapping[str, Any] | None = None,
+    output: Output = "pyarrow",
+    timeout_ms: int | None = None,
+    idempotent: bool = False,
+) -> Any:
+    """Runs ``entry`` on ``table`` (one table, or a list of them) and returns the table it
+    answers, as ``output``. Errors are the client's (:class:`~molt_accel.InvalidInput` for a
+    table past the worker's limits, naming the limit)."""
+    payload = _call_payload(client, entry, Tables(*_tables(table), params=params))
+    reply = client.call(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent)
+    return table_from_ipc(reply, output)
+
+
+async def acall_table(
+    client: MoltClient,
+    entry: str,
+    table: TableLike | Sequence[TableLike],
+    *,
+    params: Mapping[str, Any] | None = None,
+    output: Output = "pyarrow",
+    timeout_ms: int | None = None,
+    idempotent: bool = False,
+) -> Any:
+    """:func:`call_table` for asyncio (a cancelled task cancels the call in the worker)."""
+    payload = _call_payload(client, entry, Tables(*_tables(table), params=params))
+    reply = await client.acall(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent)
+    return table_from_ipc(reply, output)
 
 
 def call_table_value(
@@ -188,8 +218,8 @@ def call_table_value(
     idempotent: bool = False,
 ) -> Any:
     """Runs ``entry`` on ``table`` and returns the MsgPack value it answers (a summary)."""
-    payload = _fitting(client, entry, table_to_ipc(*_tables(table), params=params))
-    return _value(client.call(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent))
+    payload = _call_payload(client, entry, Tables(*_tables(table), params=params))
+    return _reply_value(client.call(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent))
 
 
 async def acall_table_value(
@@ -202,5 +232,5 @@ async def acall_table_value(
     idempotent: bool = False,
 ) -> Any:
     """:func:`call_table_value` for asyncio."""
-    payload = _fitting(client, entry, table_to_ipc(*_tables(table), params=params))
-    return _value(await client.acall(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent))
+    payload = _call_payload(client, entry, Tables(*_tables(table), params=params))
+    return _reply_value(await client.acall(entry, payload, codec="raw", timeout_ms=timeout_ms, idempotent=idempotent))

@@ -53,12 +53,13 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import functools
+import importlib.util
 import inspect
 import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
@@ -231,12 +232,49 @@ def error_response(error: MoltError) -> JsonResponse:
     return response
 
 
-def _result_response(result: Any, passthrough: bool) -> HttpResponse:
+#: Content type of a table reply answered as it came (``table="table"`` without ``render``).
+ARROW_STREAM_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+
+
+def _result_response(result: Any, passthrough: bool, render: Callable[[Any], Any] | None) -> HttpResponseBase:
     if passthrough:
         return HttpResponse(result, content_type="application/json")
+    if render is not None:
+        result = render(result)
+        if isinstance(result, HttpResponseBase):
+            return result
     if isinstance(result, (bytes, bytearray)):
         return HttpResponse(bytes(result), content_type="application/octet-stream")
     return JsonResponse(result, safe=isinstance(result, dict))
+
+
+class _TableCall:
+    """How a ``table=`` view's call is sent and its reply read, by ``molt_accel.arrow``.
+
+    That module is imported on the first call, not with the view: pyarrow alone adds some
+    60 MiB to a process, which a Django process that never serves a table view should not
+    carry. Its presence is checked at once, so a missing extra still fails at import time."""
+
+    def __init__(self, reply: str, render: Callable[[Any], Any] | None) -> None:
+        if importlib.util.find_spec("pyarrow") is None:
+            raise ImproperlyConfigured("@molt_offload(table=...) needs pyarrow: install molt_accel[arrow]")
+        self._reply = reply
+        self._render = render
+
+    def payload(self, client: MoltClient, entry: str, body: Any) -> bytes:
+        from .arrow import _call_payload
+
+        return _call_payload(client, entry, body)
+
+    def response(self, reply: bytes) -> HttpResponseBase:
+        from .arrow import _reply_value, table_from_ipc
+
+        if self._reply == "value":
+            return _result_response(_reply_value(reply), False, self._render)
+        if self._render is None:
+            # Not decoded: the stream the entry wrote is the body.
+            return HttpResponse(reply, content_type=ARROW_STREAM_CONTENT_TYPE)
+        return _result_response(table_from_ipc(reply), False, self._render)
 
 
 def _log_failure(entry: str, error: MoltError) -> None:
@@ -255,6 +293,8 @@ class Offload:
     codec: str
     timeout_ms: int | None
     transport: str | None
+    #: ``"value"`` or ``"table"`` for a view that sends tables (``table=``), else ``None``.
+    table: str | None = None
 
 
 _OFFLOAD_ATTR = "molt_offload"
@@ -275,6 +315,8 @@ def molt_offload(
     payload: Callable[..., Any] | None = None,
     idempotent: bool = False,
     passthrough: bool = False,
+    table: Literal["value", "table"] | None = None,
+    render: Callable[[Any], Any] | None = None,
 ) -> Callable[[View], View]:
     """Runs a view's work in the worker: the view (or ``payload``) builds the payload from
     the request, the decorator calls ``entry`` with it and returns a ``JsonResponse`` of the
@@ -291,16 +333,43 @@ def molt_offload(
     goes in the ``json_body`` codec and the reply's bytes become the body of an
     ``application/json`` response without being decoded and encoded again.
 
+    With ``table="value"`` or ``table="table"`` the view sends tables (``molt_accel[arrow]``,
+    docs/data-path.md): it returns a pyarrow Table or RecordBatch, a polars or pandas
+    DataFrame, a list of them, or :class:`molt_accel.arrow.Tables` to add parameters, and
+    the call goes as Arrow IPC streams (:func:`molt_accel.arrow.call_table`). ``"value"``:
+    the entry answers a MsgPack value (a summary), returned as JSON. ``"table"``: it answers
+    a table, whose Arrow IPC stream is the body of an ``application/vnd.apache.arrow.stream``
+    response, not decoded. Something that is not a table, or tables over the client's
+    ``MAX_FRAME_BYTES``, is the 400 of InvalidInput, nothing sent.
+
+    ``render=callable(result)`` turns the call's result (the decoded value; with
+    ``table="table"`` the pyarrow Table, read in place) into what the view answers: an
+    ``HttpResponse``, returned as it is, or a value returned as JSON (for instance rounded,
+    reshaped or with fields added). Not with ``passthrough``, whose bytes are not decoded.
+
     >>> @molt_offload(entry="list_items", timeout_ms=250)  # doctest: +SKIP
     ... def items(request):
     ...     return {"user_id": int(request.GET["user_id"])}
     """
-    get_codec(codec)  # an unknown codec is a mistake in the decorator: fail at import time
+    # Mistakes in the decorator's arguments fail at import time, not on the first request.
+    get_codec(codec)
     if passthrough:
         if codec != "msgpack":
             raise TypeError("passthrough=True sends the call as JSON: it takes no codec")
+        if render is not None:
+            raise TypeError("passthrough=True answers the entry's bytes undecoded: it takes no render")
+        if table is not None:
+            raise TypeError("passthrough=True and table= do not combine: a table call is Arrow IPC")
         codec = "json_body"
-    offload_info = Offload(entry=entry, codec=codec, timeout_ms=timeout_ms, transport=transport)
+    table_call: _TableCall | None = None
+    if table is not None:
+        if table not in ("value", "table"):
+            raise TypeError(f"table must be 'value' or 'table', not {table!r}")
+        if codec != "msgpack":
+            raise TypeError("table= sends the tables as Arrow IPC streams: it takes no codec")
+        table_call = _TableCall(table, render)
+        codec = "raw"
+    offload_info = Offload(entry=entry, codec=codec, timeout_ms=timeout_ms, transport=transport, table=table)
 
     def decorate(view: View) -> View:
         build = payload if payload is not None else view
@@ -315,11 +384,15 @@ def molt_offload(
                     return body
                 client = get_client(transport)
                 try:
+                    if table_call is not None:
+                        body = table_call.payload(client, entry, body)
                     result = await client.acall(entry, body, timeout_ms=timeout_ms, codec=codec, idempotent=idempotent)
+                    if table_call is not None:
+                        return table_call.response(result)
                 except MoltError as error:
                     _log_failure(entry, error)
                     return error_response(error)
-                return _result_response(result, passthrough)
+                return _result_response(result, passthrough, render)
 
             setattr(offload_async, _OFFLOAD_ATTR, offload_info)
             return offload_async  # type: ignore[return-value]
@@ -334,11 +407,15 @@ def molt_offload(
                 return body
             client = get_client(transport)
             try:
+                if table_call is not None:
+                    body = table_call.payload(client, entry, body)
                 result = client.call(entry, body, timeout_ms=timeout_ms, codec=codec, idempotent=idempotent)
+                if table_call is not None:
+                    return table_call.response(result)
             except MoltError as error:
                 _log_failure(entry, error)
                 return error_response(error)
-            return _result_response(result, passthrough)
+            return _result_response(result, passthrough, render)
 
         setattr(offload, _OFFLOAD_ATTR, offload_info)
         return offload  # type: ignore[return-value]
