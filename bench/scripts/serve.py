@@ -37,11 +37,13 @@ from typing import IO
 from procstat import descendants, process_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DJANGO_DIR = REPO_ROOT / "demo" / "django_app"
+sys.path.insert(0, str(DJANGO_DIR))
+# The shared worker's rings and frames are the ones the demo's settings give spawned workers.
+from demo_site.ring_sizes import WORKER_ARGS  # noqa: E402
+
 #: Items seeded into the demo's database (`MOLT_DEMO_ITEMS` overrides it).
 SEED_ITEMS = 1_000_000
-# As the demo's settings (WORKER_ARGS there): rings that carry a page of 5,000 items.
-WORKER_ARGS = ["--ring-bytes", str(4 << 20)]
-DJANGO_DIR = REPO_ROOT / "demo" / "django_app"
 DEFAULT_WORKER_BIN = REPO_ROOT / "target" / "release" / "molt_worker"
 DEFAULT_EXPORTS = REPO_ROOT / "molt_exports.json"
 WORKER_PROCESS_NAME = "molt_worker"

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
+from demo_site.ring_sizes import MAX_FRAME_BYTES, WORKER_ARGS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = BASE_DIR.parent.parent
 
@@ -66,13 +68,12 @@ APPEND_SLASH = False
 MOLT_WORKER_BIN = os.environ.get("MOLT_WORKER_BIN") or str(REPO_ROOT / "target" / "release" / "molt_worker")
 MOLT_EXPORTS = os.environ.get("MOLT_EXPORTS") or str(REPO_ROOT / "molt_exports.json")
 
-# A page of 5,000 items (/db/*) is some 700 KB of JSON: shm rings of 4 MiB carry frames up to
-# 2 MiB (the default 1 MiB ring, 512 KiB). serve.py starts the shared worker with the same.
-WORKER_ARGS = ["--ring-bytes", str(4 << 20)]
-
 MOLT_ACCEL = {
     # The client adds the transport's own flag (--stdio, or --socket for shm) when it spawns.
+    # Rings and frames large enough for the 1,000,000-row table of /data/offload (ring_sizes.py,
+    # which serve.py reads too).
     "WORKER_CMD": [MOLT_WORKER_BIN, *WORKER_ARGS],
+    "MAX_FRAME_BYTES": MAX_FRAME_BYTES,
     "EXPORTS": MOLT_EXPORTS,
     "TRANSPORT": os.environ.get("MOLT_TRANSPORT", "stdio"),
     "SOCKET": os.environ.get("MOLT_SOCKET") or None,

@@ -14,6 +14,12 @@ urlpatterns = [
     path("db/baseline", views.db_baseline),
     path("db/offload", views.db_offload),
     path("db/entry", views.db_entry),
+    path("data/baseline", views.data_baseline),
+    path("data/inproc", views.data_inproc),
+    path("data/offload", views.data_offload),
+    path("data/baseline/transform", views.data_baseline_transform),
+    path("data/inproc/transform", views.data_inproc_transform),
+    path("data/offload/transform", views.data_offload_transform),
     path("trivial", trivial.trivial),
     path("trivial_async", trivial.trivial_async),
 ]

@@ -8,6 +8,11 @@ mapped error status and `{"error": {"code", "message"}}`. A contract violation g
 400 and the same body on both paths: the worker's InvalidInput message is the contract's
 `ContractError` message, and the baseline renders it with the decorator's own
 `error_response`.
+
+`/data/baseline`, `/data/inproc` and `/data/offload` (and their `/transform` twins) are the
+data path's: one table summarised by pandas or python polars in this process, or sent to the
+worker's Polars entries with `@molt_offload(table=...)`; `tables.py` reads their queries and
+renders their bodies, the same for the three.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from django.http import HttpRequest, JsonResponse
 from molt_accel import InvalidInput, MoltError, Unavailable
 from molt_accel.django import error_response, molt_offload
 
-from . import contract, items, molt_queries
+from . import contract, items, molt_queries, tables
 from .query import compute_payload, list_items_payload
 
 logger = logging.getLogger(__name__)
@@ -115,3 +120,72 @@ def db_offload(request: HttpRequest) -> JsonResponse:
 def db_entry(request: HttpRequest) -> dict[str, Any]:
     """The worker's `items_page` entry on molt-db; its JSON bytes are the response body."""
     return items.page_payload(request.GET)
+
+
+# `/data/*`: the data path's summary and transform of one `sales` table (`tables.py`), the
+# same bytes three ways: pandas and python polars in this process, Polars in the worker.
+
+#: The table entries' default_timeout_ms in the shipped manifest: a 1,000,000-row table
+#: takes a debug build of the worker seconds.
+DATA_TIMEOUT_MS = 10_000
+
+
+def _data_query(request: HttpRequest, *, transform: bool = False) -> tables.DataQuery | JsonResponse:
+    try:
+        return tables.parse_query(request.GET, transform=transform)
+    except contract.ContractError as error:
+        return invalid_input_response(error)
+
+
+def data_baseline(request: HttpRequest) -> JsonResponse:
+    """The summary with pandas, as a Django team writes it today."""
+    query = _data_query(request)
+    if isinstance(query, JsonResponse):
+        return query
+    return JsonResponse(tables.summary_pandas(query))
+
+
+def data_inproc(request: HttpRequest) -> JsonResponse:
+    """The summary with python polars in this process."""
+    query = _data_query(request)
+    if isinstance(query, JsonResponse):
+        return query
+    return JsonResponse(tables.summary_polars(query))
+
+
+@molt_offload(entry="table_summary", table="value", render=tables.rendered_summary, timeout_ms=DATA_TIMEOUT_MS)
+def data_offload(request: HttpRequest) -> Any:
+    """The summary by the worker: the table goes as an Arrow IPC stream, the summary comes
+    back as MsgPack and is rendered like the others."""
+    query = _data_query(request)
+    if isinstance(query, JsonResponse):
+        return query
+    return tables.summary_call(query)
+
+
+def data_baseline_transform(request: HttpRequest) -> JsonResponse:
+    """The transform (filter, join, sort, top n) with pandas."""
+    query = _data_query(request, transform=True)
+    if isinstance(query, JsonResponse):
+        return query
+    return JsonResponse(tables.transform_pandas(query))
+
+
+def data_inproc_transform(request: HttpRequest) -> JsonResponse:
+    """The transform with python polars in this process."""
+    query = _data_query(request, transform=True)
+    if isinstance(query, JsonResponse):
+        return query
+    return JsonResponse(tables.transform_polars(query))
+
+
+@molt_offload(
+    entry="table_transform", table="table", render=tables.rendered_transform, timeout_ms=DATA_TIMEOUT_MS
+)
+def data_offload_transform(request: HttpRequest) -> Any:
+    """The transform by the worker: both tables go as Arrow IPC streams, the top rows come
+    back as one."""
+    query = _data_query(request, transform=True)
+    if isinstance(query, JsonResponse):
+        return query
+    return tables.transform_call(query)
