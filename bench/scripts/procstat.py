@@ -2,10 +2,11 @@
 
 A `ProcessSampler` thread wakes every `interval_s`, finds the processes of each role (a role
 is a callable returning pids, so processes that appear mid-run are picked up), and records
-per-pid cumulative CPU ticks and the summed VmRSS of the role. At `stop()` it reports, per
-role, the CPU used during the window as a percentage of one core (200 % = both cores of a
-2-core machine busy) and the peak of the summed resident set; and the whole machine's busy
-CPU over the same window, so a step disturbed by unrelated work can be told apart.
+per-pid cumulative CPU ticks and the summed VmRSS (and RssShmem) of the role. At `stop()` it
+reports, per role, the CPU used during the window as a percentage of one core (200 % = both
+cores of a 2-core machine busy), the summed resident set at the window's start and at its
+peak, and the peak of its shared-memory part; and the whole machine's busy CPU over the same
+window, so a step disturbed by unrelated work can be told apart.
 
 Linux only: it reads `/proc/<pid>/stat`, `/proc/<pid>/status` and `/proc/<pid>/task/*/children`.
 """
@@ -34,16 +35,22 @@ def read_cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])
 
 
-def read_rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB; 0 once the process is gone."""
+def read_rss_and_shmem_kib(pid: int) -> tuple[int, int]:
+    """VmRSS of `pid` and the shared-memory part of it (RssShmem: the pages of the rings'
+    memfds it maps, counted in each process that touched them), in KiB; zeros once the
+    process is gone."""
+    rss_kib = shmem_kib = 0
     try:
         with open(f"/proc/{pid}/status", "rb") as status_file:
             for line in status_file:
                 if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1])
+                    rss_kib = int(line.split()[1])
+                elif line.startswith(b"RssShmem:"):
+                    shmem_kib = int(line.split()[1])
+                    break
     except OSError:
-        return 0
-    return 0
+        return 0, 0
+    return rss_kib, shmem_kib
 
 
 def read_machine_busy_ticks() -> int:
@@ -101,6 +108,12 @@ class RoleUsage:
     """CPU time during the window as a percentage of one core."""
     rss_mb: float
     """Peak of the role's summed VmRSS over the samples, in MiB."""
+    rss_start_mb: float
+    """The role's summed VmRSS at the window's first sample, in MiB: `rss_mb` less this is
+    what the window added (the memory its requests needed beyond what was there before)."""
+    shm_mb: float
+    """Peak of the role's summed RssShmem (part of VmRSS), in MiB: shared pages such as the
+    rings, which count in every process that maps them."""
     processes: int
     """How many distinct processes the role had during the window."""
 
@@ -114,6 +127,8 @@ class ProcessSampler:
         self._first_ticks: dict[str, dict[int, int]] = {role: {} for role in roles}
         self._last_ticks: dict[str, dict[int, int]] = {role: {} for role in roles}
         self._peak_rss_kib: dict[str, int] = {role: 0 for role in roles}
+        self._start_rss_kib: dict[str, int] = {role: 0 for role in roles}
+        self._peak_shm_kib: dict[str, int] = {role: 0 for role in roles}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="procstat", daemon=True)
         self._started_at = 0.0
@@ -146,6 +161,8 @@ class ProcessSampler:
             usage[role] = RoleUsage(
                 cpu_pct=100.0 * used_ticks / CLOCK_TICKS_PER_S / elapsed_s,
                 rss_mb=self._peak_rss_kib[role] / 1024.0,
+                rss_start_mb=self._start_rss_kib[role] / 1024.0,
+                shm_mb=self._peak_shm_kib[role] / 1024.0,
                 processes=len(self._last_ticks[role]),
             )
         self.machine_cpu_pct = 100.0 * self._machine_busy_ticks / CLOCK_TICKS_PER_S / elapsed_s
@@ -157,7 +174,7 @@ class ProcessSampler:
 
     def _sample(self, first: bool = False) -> None:
         for role, find_pids in self._roles.items():
-            rss_kib = 0
+            rss_kib = shm_kib = 0
             for pid in find_pids():
                 ticks = read_cpu_ticks(pid)
                 if ticks is None:
@@ -166,5 +183,10 @@ class ProcessSampler:
                 # of its CPU time belongs to it.
                 self._first_ticks[role].setdefault(pid, ticks if first else 0)
                 self._last_ticks[role][pid] = ticks
-                rss_kib += read_rss_kib(pid)
+                process_rss_kib, process_shm_kib = read_rss_and_shmem_kib(pid)
+                rss_kib += process_rss_kib
+                shm_kib += process_shm_kib
+            if first:
+                self._start_rss_kib[role] = rss_kib
             self._peak_rss_kib[role] = max(self._peak_rss_kib[role], rss_kib)
+            self._peak_shm_kib[role] = max(self._peak_shm_kib[role], shm_kib)

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from db_bench import DB_ENDPOINTS
+
 Run = dict[str, Any]
 
 # Which baseline each offloaded endpoint is compared with.
@@ -32,8 +34,9 @@ TWINS = {
 }
 # Mean CPU of unrelated processes (percent of one core) above which a run is flagged.
 DISTURBED_OTHER_CPU_PCT = 20.0
+DATA_ENDPOINTS = ("/data/baseline", "/data/inproc", "/data/offload")
 ENDPOINT_ORDER = ["/trivial", "/trivial_async", "/baseline", "/offload", "/offload_async", "/baseline/compute",
-                  "/offload/compute"]
+                  "/offload/compute", *DATA_ENDPOINTS]
 CEILING_ENDPOINTS = ("/trivial", "/trivial_async")
 # The ceiling each endpoint is held against: the trivial view served the same way (sync by
 # gunicorn, async by uvicorn), at the same concurrency.
@@ -43,6 +46,7 @@ CEILINGS = {
     "/baseline/compute": "/trivial",
     "/offload/compute": "/trivial",
     "/offload_async": "/trivial_async",
+    **{endpoint: "/trivial" for endpoint in DATA_ENDPOINTS},
 }
 
 
@@ -319,6 +323,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
                 f"{fmt(run['p99_ms'], 2)} | {fmt(run['p999_ms'], 2)} | {run['error_rate']:.2%} |"
             )
     lines += database_section(result["runs"])
+    lines += data_section(result["runs"])
     cancellation = result.get("cancellation")
     if cancellation:
         lines += ["", "## Cancellation check", "", cancellation["summary"]]
@@ -362,6 +367,82 @@ def database_section(runs: list[Run]) -> list[str]:
     return lines
 
 
+def data_section(runs: list[Run]) -> list[str]:
+    """The `/data/*` steps side by side per table size and concurrency, with each role's CPU
+    and memory, and which endpoint wins what, read off those figures."""
+    data_runs = [run for run in runs if run["endpoint"] in DATA_ENDPOINTS]
+    if not data_runs:
+        return []
+    lines = [
+        "",
+        "## The data path: pandas, python polars and the worker",
+        "",
+        "`table_summary` of one `sales` table (docs/demo-contract.md): `/data/baseline` runs pandas "
+        "in the Django process, `/data/inproc` python polars in the Django process, `/data/offload` "
+        "sends the table to the worker as Arrow IPC (Polars there); the same bytes. CPU in µs per "
+        "request. RSS in MiB, summed over the role's processes: the **peak** over the step's "
+        "samples, the **rise** from the step's first sample to that peak (what its requests "
+        "needed beyond what was resident before), and the shared-memory pages inside the peak "
+        "(the rings, which count in Django's RSS and in the worker's alike). Each Django process "
+        "keeps every table it has built, one per endpoint and size, so a peak includes the tables "
+        "of earlier steps.",
+        "",
+        "| endpoint | table rows | conc | req/s | p50 ms | p99 ms | Django µs | worker µs | "
+        "Django RSS peak / rise / shm | worker RSS peak / rise / shm | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for run in sorted(data_runs, key=lambda run: (run["rows"], run["concurrency"], endpoint_rank(run["endpoint"]))):
+        errors = ", ".join(f"{code}: {count}" for code, count in sorted(run["error_codes"].items())) or "none"
+        lines.append(
+            f"| `{run['endpoint']}` | {run['rows']} | {run['concurrency']} | {fmt(run['rps'])} | "
+            f"{fmt(run['p50_ms'], 2)} | {fmt(run['p99_ms'], 2)} | "
+            f"{fmt(us_per_request(run.get('django_cpu_ms_per_request')), 0)} | "
+            f"{fmt(us_per_request(run.get('worker_cpu_ms_per_request')), 0)} | "
+            f"{memory_cell(run, 'django')} | {memory_cell(run, 'worker')} | {errors} |"
+        )
+    lines += ["", "Read off the table above (nothing here is measured twice or estimated):", ""]
+    lines += data_winners(data_runs)
+    return lines
+
+
+def memory_cell(run: Run, role: str) -> str:
+    peak, start, shm = (run.get(f"{role}_{key}") for key in ("rss_mb", "rss_start_mb", "shm_mb"))
+    rise = None if peak is None or start is None else peak - start
+    return f"{fmt(peak, 0)} / {fmt(rise, 0)} / {fmt(shm, 0)}"
+
+
+# What `data_winners` compares, and whether the most or the least wins.
+DATA_CONTESTS = (
+    ("most requests per second", "rps", max),
+    ("lowest p99", "p99_ms", min),
+    ("least Django CPU per request", "django_cpu_ms_per_request", min),
+    ("lowest Django RSS peak", "django_rss_mb", min),
+)
+
+
+def data_winners(data_runs: list[Run]) -> list[str]:
+    """One line per contest: which endpoint wins it at which table size and concurrency."""
+    steps: dict[tuple[int, int], list[Run]] = {}
+    for run in data_runs:
+        steps.setdefault((run["rows"], run["concurrency"]), []).append(run)
+    lines = []
+    for label, key, best in DATA_CONTESTS:
+        places: dict[str, list[str]] = {}
+        for (rows, concurrency), contenders in sorted(steps.items()):
+            measured = [run for run in contenders if run.get(key) is not None and run["requests"]]
+            if len(measured) < 2:
+                continue
+            winner = best(measured, key=lambda run: run[key])
+            places.setdefault(winner["endpoint"], []).append(f"{rows} rows c={concurrency}")
+        if places:
+            wins = "; ".join(
+                f"`{endpoint}` at {', '.join(where)}"
+                for endpoint, where in sorted(places.items(), key=lambda item: endpoint_rank(item[0]))
+            )
+            lines.append(f"- {label[0].upper()}{label[1:]}: {wins}.")
+    return lines
+
+
 def draw_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -372,9 +453,10 @@ def draw_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     runs = result["runs"]
     families = [
         ("list_items", [e for e in ENDPOINT_ORDER
-                        if "compute" not in e and e not in CEILING_ENDPOINTS and not e.startswith("/db/")]),
+                        if "compute" not in e and e not in CEILING_ENDPOINTS and e not in DATA_ENDPOINTS]),
         ("compute", [e for e in ENDPOINT_ORDER if "compute" in e]),
-        ("items_page", [e for e in ENDPOINT_ORDER if e.startswith("/db/")]),
+        ("items_page", list(DB_ENDPOINTS)),
+        ("table_summary", list(DATA_ENDPOINTS)),
     ]
     # The ceiling steps have no work size: drawn dashed in every panel.
     ceiling_runs = [run for run in runs if run["endpoint"] in CEILING_ENDPOINTS]

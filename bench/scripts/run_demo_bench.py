@@ -2,7 +2,9 @@
 """The demo benchmark: `/baseline` against `/offload` and `/offload_async` (and the compute
 pair), same requests, same concurrency, one command; beside them the ceiling views
 (`/trivial`, `/trivial_async`: Django answering a constant, no work), so that every ratio to
-"free" and the per-request overhead of offloading come from the same run.
+"free" and the per-request overhead of offloading come from the same run. Then the
+PostgreSQL endpoints (`/db/*`) and the data path's (`/data/baseline`: pandas,
+`/data/inproc`: python polars, `/data/offload`: the worker) on tables of 10k to 1M rows.
 
 For every endpoint × work size × concurrency of the profile: a warm-up, then a fixed-duration
 closed-loop step (capacity and latency at that concurrency), sampling the CPU and peak RSS of
@@ -14,8 +16,10 @@ mid-request, the worker's Cancelled count rising and its CPU going idle); then a
 of where one `/offload` request spends its time.
 
 Writes `bench/results/<UTC date-time>/result.json`, `summary.md` and PNG plots, and prints
-the summary. `--profile short` (the default, what `make demo` runs) takes about two minutes;
-`--profile full` about a quarter of an hour. Servers bind 127.0.0.1 only; every step is
+the summary. `--profile short` (the default, what `make demo` runs) takes a few minutes, of
+which the data steps (18 closed-loop steps, no open-loop ones) take about a minute and a half;
+`--profile full` about half an hour by its steps' count. `--only FAMILY ...` runs some families of
+steps only. Servers bind 127.0.0.1 only; every step is
 bounded in time; every process started is stopped at the end, also on error, Ctrl-C, SIGTERM (a `timeout
 make demo`, a CI limit) or SIGHUP: the runner then exits with status 1.
 """
@@ -64,12 +68,19 @@ from demoapp import contract  # noqa: E402
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LIST_ENDPOINTS = ("/baseline", "/offload", "/offload_async")
 COMPUTE_ENDPOINTS = ("/baseline/compute", "/offload/compute")
+# The data path's summary, three ways (demoapp/tables.py); the work size is the table's rows.
+DATA_ENDPOINTS = ("/data/baseline", "/data/inproc", "/data/offload")
+DATA_WORK_PARAM = "table_rows"
+# Filters the data steps' requests draw from (quantities are 1 to 19).
+DATA_MIN_QUANTITIES = (0, 1, 5, 10, 15)
 # What Django, the HTTP server and the load tool cost with nothing else to do (sync, async).
 CEILING_ENDPOINTS = ("/trivial", "/trivial_async")
 ASYNC_ENDPOINTS = ("/offload_async", "/trivial_async")
 METRIC_FIELDS = ("queue_us", "exec_us", "queue_depth", "round_trip_us", "encode_us", "decode_us")
 # The work parameter of the ceiling steps, which have none.
 CEILING_PARAM = "ceiling"
+#: The families of steps, in the order they run; `--only` picks some.
+FAMILIES = ("ceiling", "list_items", "compute", "db", "data")
 URLS_PER_FILE = 256
 # Open-loop steps offer every endpoint of a work size the same rate: this share of the lowest
 # of their best measured capacities, a load each of them can sustain.
@@ -86,6 +97,10 @@ class Profile:
     compute_n: tuple[int, ...]
     #: Page sizes of the PostgreSQL endpoints (`/db/*`).
     db_limits: tuple[int, ...]
+    #: Rows of the data path's table (`/data/*`).
+    data_rows: tuple[int, ...]
+    #: Open-loop steps for the data endpoints too (the short profile leaves them out for time).
+    data_fixed_rate: bool
     duration_s: float
     warmup_s: float
     fixed_rate_s: float
@@ -93,11 +108,12 @@ class Profile:
 
 PROFILES = {
     "short": Profile("short", concurrency=(1, 32), rows=(200, 20_000), compute_n=(),
-                     db_limits=(50, 500, 5000), duration_s=4.0,
-                     warmup_s=1.0, fixed_rate_s=3.0),
+                     db_limits=(50, 500, 5000), data_rows=(10_000, 100_000, 1_000_000),
+                     data_fixed_rate=False, duration_s=4.0, warmup_s=1.0, fixed_rate_s=3.0),
     "full": Profile("full", concurrency=(1, 8, 32, 64), rows=(0, 200, 2000, 20_000),
-                    compute_n=(1000, 20_000, 200_000),
-                    db_limits=(50, 500, 5000), duration_s=8.0, warmup_s=2.0, fixed_rate_s=8.0),
+                    compute_n=(1000, 20_000, 200_000), db_limits=(50, 500, 5000),
+                    data_rows=(10_000, 100_000, 1_000_000), data_fixed_rate=True,
+                    duration_s=8.0, warmup_s=2.0, fixed_rate_s=8.0),
 }
 
 
@@ -106,7 +122,9 @@ def narrowed(profile: Profile, args: argparse.Namespace) -> Profile:
     asks for instead (a shortened run for comparing two builds)."""
     changes: dict[str, Any] = {}
     if args.rows is not None:
-        changes.update(rows=tuple(args.rows), compute_n=(), db_limits=())
+        changes.update(rows=tuple(args.rows), compute_n=(), db_limits=(), data_rows=())
+    if args.data_rows is not None:
+        changes["data_rows"] = tuple(args.data_rows)
     if args.concurrency is not None:
         changes["concurrency"] = tuple(args.concurrency)
     if args.duration_s is not None:
@@ -144,6 +162,11 @@ def compute_url_params(rng: random.Random, n: int) -> list[dict[str, Any]]:
         {"n": n, "seed": rng.randint(0, 2**32), "buckets": rng.choice([10, 16, 50, 100])}
         for _ in range(URLS_PER_FILE)
     ]
+
+
+def data_url_params(rng: random.Random, rows: int) -> list[dict[str, Any]]:
+    """A seeded list of `/data/*` queries on the table of `rows` rows, with varied filters."""
+    return [{"rows": rows, "min_quantity": rng.choice(DATA_MIN_QUANTITIES)} for _ in range(URLS_PER_FILE)]
 
 
 def write_url_file(path: Path, base_url: str, endpoint: str, queries: list[dict[str, Any]]) -> Path:
@@ -213,6 +236,12 @@ def run_record(
         "error_codes": result.error_codes,
         "cpu_pct": django.cpu_pct + worker.cpu_pct,
         "rss_mb": django.rss_mb + worker.rss_mb,
+        # Peaks over the step's samples; "start" is the step's first sample, "shm" the shared
+        # pages (the rings) inside the peak, counted in both roles.
+        "django_rss_start_mb": django.rss_start_mb,
+        "worker_rss_start_mb": worker.rss_start_mb,
+        "django_shm_mb": django.shm_mb,
+        "worker_shm_mb": worker.shm_mb,
         "django_cpu_pct": django.cpu_pct,
         "worker_cpu_pct": worker.cpu_pct,
         "load_tool_cpu_pct": load.cpu_pct,
@@ -500,7 +529,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="result directory (default: dated, under bench/results)")
     parser.add_argument("--no-cancel-check", action="store_true")
     parser.add_argument("--rows", type=int, nargs="+", default=None,
-                        help="list_items work sizes instead of the profile's (and no compute or /db steps)")
+                        help="list_items work sizes instead of the profile's (and no compute, /db or /data steps)")
+    parser.add_argument("--data-rows", type=int, nargs="+", default=None,
+                        help="table sizes of the /data steps instead of the profile's")
+    parser.add_argument("--only", choices=FAMILIES, nargs="+", default=None,
+                        help="run these families of steps only (the checks after them still run)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None,
                         help="concurrency levels instead of the profile's")
     parser.add_argument("--duration-s", type=float, default=None, help="closed-loop step length instead of the profile's")
@@ -531,6 +564,9 @@ def main() -> int:
         "rows": list(profile.rows),
         "compute_n": list(profile.compute_n),
         "db_limits": list(profile.db_limits),
+        "data_rows": list(profile.data_rows),
+        "data_fixed_rate": profile.data_fixed_rate,
+        "families": list(args.only or FAMILIES),
         "duration_s": profile.duration_s,
         "warmup_s": profile.warmup_s,
         "fixed_rate_s": profile.fixed_rate_s,
@@ -543,14 +579,18 @@ def main() -> int:
         "exports": str(args.exports.relative_to(REPO_ROOT)) if args.exports.is_relative_to(REPO_ROOT) else str(args.exports),
     }
     # The ceiling first: it needs no warm worker, and every other step is compared with it.
-    families = [(CEILING_PARAM, 0, CEILING_ENDPOINTS)]
-    families += [("rows", work, LIST_ENDPOINTS) for work in profile.rows]
-    families += [("n", work, COMPUTE_ENDPOINTS) for work in profile.compute_n]
-    families += [("limit", work, DB_ENDPOINTS) for work in profile.db_limits]
+    # Each work size of each family: (family, work parameter, size, endpoints, open-loop too).
     fixed_rate = not args.no_fixed_rate
+    plan = [("ceiling", CEILING_PARAM, 0, CEILING_ENDPOINTS, False)]
+    plan += [("list_items", "rows", work, LIST_ENDPOINTS, fixed_rate) for work in profile.rows]
+    plan += [("compute", "n", work, COMPUTE_ENDPOINTS, fixed_rate) for work in profile.compute_n]
+    plan += [("db", "limit", work, DB_ENDPOINTS, fixed_rate) for work in profile.db_limits]
+    plan += [("data", DATA_WORK_PARAM, work, DATA_ENDPOINTS, fixed_rate and profile.data_fixed_rate)
+             for work in profile.data_rows]
+    families = [planned[1:] for planned in plan if args.only is None or planned[0] in args.only]
     total = sum(
-        len(endpoints) * len(profile.concurrency) + (len(endpoints) if fixed_rate and work_param != CEILING_PARAM else 0)
-        for work_param, _, endpoints in families
+        len(endpoints) * len(profile.concurrency) + (len(endpoints) if with_fixed_rate else 0)
+        for _, _, endpoints, with_fixed_rate in families
     )
     print(f"molt demo benchmark: profile {profile.name}, transport {transport}, load tool {tool.name} "
           f"({tool.version}), {args.workers} Django processes per server; results in "
@@ -563,13 +603,15 @@ def main() -> int:
         with DemoServer(port=args.port, transport=transport, workers=args.workers, worker_bin=args.worker_bin,
                         exports=args.exports, metrics_path=metrics_path, log_dir=scratch) as server:
             worker = worker_version(server)
-            for work_param, work, endpoints in families:
+            for work_param, work, endpoints, with_fixed_rate in families:
                 if work_param == CEILING_PARAM:
                     queries = [{} for _ in range(URLS_PER_FILE)]
                 elif work_param == "rows":
                     queries = list_items_url_params(rng, work)
                 elif work_param == "n":
                     queries = compute_url_params(rng, work)
+                elif work_param == DATA_WORK_PARAM:
+                    queries = data_url_params(rng, work)
                 else:
                     queries = db_url_params(rng, work, URLS_PER_FILE)
                 url_files = {
@@ -580,10 +622,14 @@ def main() -> int:
                 }
                 best_rps = {endpoint: 0.0 for endpoint in endpoints}
                 for concurrency in profile.concurrency:
+                    # Every Django process builds a data table on its first request for it, which
+                    # a step must not measure; gunicorn's sync workers take turns on the listening
+                    # socket, so a warm-up of one connection may reach one of them only.
+                    warmup_concurrency = max(profile.concurrency) if work_param == DATA_WORK_PARAM else concurrency
                     # Endpoints alternate within a concurrency level so drift hits them alike.
                     for endpoint in endpoints:
                         step += 1
-                        tool.run(endpoint=endpoint, url_file=url_files[endpoint], concurrency=concurrency,
+                        tool.run(endpoint=endpoint, url_file=url_files[endpoint], concurrency=warmup_concurrency,
                                  duration_s=profile.warmup_s)
                         result, usage, machine_cpu, metrics = measure_step(
                             server=server, tool=tool, endpoint=endpoint, url_file=url_files[endpoint],
@@ -593,7 +639,7 @@ def main() -> int:
                         runs.append(record)
                         progress(step, total, record)
                         best_rps[endpoint] = max(best_rps[endpoint], result.rps)
-                if not fixed_rate or work_param == CEILING_PARAM:
+                if not with_fixed_rate:
                     continue
                 rate = max(round(min(best_rps.values()) * FIXED_RATE_SHARE, 1), 1.0)
                 for endpoint in endpoints:
