@@ -17,11 +17,11 @@ of where one `/offload` request spends its time.
 
 Writes `bench/results/<UTC date-time>/result.json`, `summary.md` and PNG plots, and prints
 the summary. `--profile short` (the default, what `make demo` runs) takes a few minutes, of
-which the data steps (18 closed-loop steps, no open-loop ones) take about a minute and a half;
-`--profile full` about half an hour by its steps' count. `--only FAMILY ...` runs some families of
-steps only. Servers bind 127.0.0.1 only; every step is
-bounded in time; every process started is stopped at the end, also on error, Ctrl-C, SIGTERM (a `timeout
-make demo`, a CI limit) or SIGHUP: the runner then exits with status 1.
+which the data steps (18 closed-loop steps, no open-loop ones) take about a minute and a
+half; `--profile full` about half an hour by its steps' count. `--only FAMILY ...` runs some
+families of steps only. Servers bind 127.0.0.1 only; every step is bounded in time; every
+process started is stopped at the end, also on error, Ctrl-C, SIGTERM (a `timeout make
+demo`, a CI limit) or SIGHUP: the runner then exits with status 1.
 """
 
 from __future__ import annotations

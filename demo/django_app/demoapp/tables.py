@@ -15,7 +15,7 @@ fixed seed), in the representation its endpoint uses, and keeps it: a request me
 computation and the transfer, not the table's generation. numpy, pandas, polars and pyarrow
 are imported by the functions that use them, so a Django process that never serves
 `/data/*` does not load them: they would add to the RSS of every process, the other
-endpoints' benchmark figures included.
+endpoints' benchmark figures included (some 150 MiB together).
 """
 
 from __future__ import annotations
