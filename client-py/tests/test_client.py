@@ -98,6 +98,14 @@ def test_echo_returns_the_payload_in_every_codec(client: MoltClient, codec: str,
     assert client.call("echo", payload, codec=codec) == payload
 
 
+def test_replies_larger_than_the_read_buffer_come_back_whole_and_so_do_the_ones_after(client: MoltClient) -> None:
+    # Both transports start with a 64 KiB reply buffer and grow it; stdio also keeps the start
+    # of a frame that arrives in pieces. The sizes cross that, and stay inside a 1 MiB ring.
+    for size in (65_535, 65_536, 300_001, 10, 200_000, 1):
+        payload = bytes(range(256)) * (size // 256) + b"\x07" * (size % 256)
+        assert client.call("echo", payload, codec="raw") == payload
+
+
 def test_a_payload_that_breaks_the_contract_is_invalid_input(client: MoltClient) -> None:
     with pytest.raises(InvalidInput) as caught:
         client.call("spin", {"ms": "soon"})

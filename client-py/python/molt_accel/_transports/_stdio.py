@@ -53,8 +53,8 @@ __all__ = ["StdioTransport"]
 logger = logging.getLogger("molt_accel")
 
 _LENGTH_PREFIX = struct.Struct("<I")
-# Bytes read from the worker's stdout at a time.
-_READ_CHUNK = 1 << 16
+# The first read buffer; it grows to the largest reply seen.
+_INITIAL_BUFFER = 1 << 16
 # A cancel may be written from the event loop: it gets this long to find room in the pipe.
 _CANCEL_WRITE_BUDGET_NS = 20_000_000
 
@@ -129,12 +129,16 @@ class StdioTransport(Transport):
         self._reader_wanted = threading.Condition(self._state_lock)
         # Serializes whole frames on the worker's stdin; taken before _state_lock, never after.
         self._write_lock = threading.Lock()
-        # The read role: its holder alone reads stdout and owns _inbuf.
+        # The read role: its holder alone reads stdout and owns the read buffer.
         self._read_role = threading.Lock()
         self._pending: dict[int, _Waiter] = {}
         self._abandoned: dict[int, _Waiter] = {}
         self._stopping = False
-        self._inbuf = bytearray()
+        # The read buffer, reused by every read: bytes [0, _filled) were read and are not
+        # delivered yet (the start of a frame still arriving).
+        self._inbuf = bytearray(_INITIAL_BUFFER)
+        self._inbuf_view = memoryview(self._inbuf)
+        self._filled = 0
         # Set once the worker sent a malformed frame: its later output is ignored until EOF.
         self._stream_broken: str | None = None
         self._worker: WorkerProcess | None = None
@@ -400,7 +404,7 @@ class StdioTransport(Transport):
         if self._liveness.recorded_reason is not None and not self._pending and not self._abandoned:
             return False
         try:
-            chunk = os.read(self._stdout_fd, _READ_CHUNK)
+            count = os.readv(self._stdout_fd, [self._inbuf_view[self._filled :]])
         except BlockingIOError:
             if wait_until_ns is None:
                 timeout_ms = -1
@@ -412,36 +416,40 @@ class StdioTransport(Transport):
             poller.register(self._stdout_fd, select.POLLIN)
             return bool(poller.poll(timeout_ms)) or wait_until_ns is None
         except OSError:
-            chunk = b""
-        if not chunk:
+            count = 0
+        if not count:
             if self._stream_broken is not None:
                 reason = self._stream_broken
-            elif self._inbuf:
+            elif self._filled:
                 reason = "the worker's output ended in the middle of a frame"
             else:
                 reason = "the worker exited"
             self._on_worker_gone(reason)
             return False
         if self._stream_broken is None:
-            self._inbuf += chunk
+            self._filled += count
             self._deliver_buffered()
         return True
 
     def _deliver_buffered(self) -> None:
-        """Delivers every complete frame in ``_inbuf``; on a malformed one, kills the worker
-        and ignores the rest of its output."""
-        buffer = self._inbuf
+        """Delivers every complete frame in the read buffer, then moves the start of the next
+        one to the buffer's front (growing the buffer if that frame is larger); on a malformed
+        frame, kills the worker and ignores the rest of its output."""
+        buffer = self._inbuf_view
+        filled = self._filled
         max_frame_bytes = self.config.max_frame_bytes
         offset = 0
-        while len(buffer) - offset >= _LENGTH_PREFIX.size:
+        needed = 0
+        while filled - offset >= _LENGTH_PREFIX.size:
             (frame_len,) = _LENGTH_PREFIX.unpack_from(buffer, offset)
             if not HEADER_LEN <= frame_len <= max_frame_bytes:
                 self._break_stream(f"the worker sent a frame of {frame_len} bytes")
                 return
             end = offset + _LENGTH_PREFIX.size + frame_len
-            if end > len(buffer):
+            if end > filled:
+                needed = end - offset
                 break
-            body = memoryview(buffer)[offset + _LENGTH_PREFIX.size : end]
+            body = buffer[offset + _LENGTH_PREFIX.size : end]
             try:
                 frame = decode_frame(body, max_frame_bytes)
             except ProtocolError as exc:
@@ -458,11 +466,19 @@ class StdioTransport(Transport):
                 self._deliver(frame)
             body.release()
             offset = end
-        del buffer[:offset]
+        rest = filled - offset
+        if offset and rest:
+            buffer[:rest] = buffer[offset:filled]  # memmove: the regions may overlap
+        self._filled = rest
+        if needed > len(self._inbuf):
+            grown = bytearray(needed)
+            grown[:rest] = buffer[:rest]
+            buffer.release()
+            self._inbuf, self._inbuf_view = grown, memoryview(grown)
 
     def _break_stream(self, detail: str) -> None:
         self._stream_broken = "the worker sent a malformed frame"
-        self._inbuf.clear()
+        self._filled = 0
         self._spawned.kill(detail)
 
     def _deliver(self, frame: Frame) -> None:
