@@ -84,10 +84,12 @@ fuzz:
 chaos: setup build
 	MOLT_CHAOS_CYCLES=1000 OVERLOAD_SECONDS=20 $(PY) -m pytest -q -s tests/chaos
 
-# Mixed load for DURATION seconds, failing on RSS/fd/thread growth after warm-up. Not in CI.
+# Mixed load for DURATION seconds on a client of its own (stdio) and on the demo under gunicorn
+# attached to a shared worker over shm (loopback only), failing on RSS/fd/thread growth of any
+# of those processes after warm-up. Not in CI.
 DURATION ?= 1800
 soak: setup build
-	$(PY) tests/soak/soak.py --duration $(DURATION)
+	$(PY) tests/soak/soak.py --duration $(DURATION) --django
 
 # molt-web's load bench over loopback: bare axum vs the same handler as molt-web entries
 # (without and with the layers), at concurrency 1, 32 and 256; stops by itself.
