@@ -5,7 +5,7 @@ fuzz/corpus/<target>/.
 Seeds come from the specs, so the fuzzers start from inputs that reach deep: the hex vectors
 of docs/protocol.md (frame_decode), the shipped exports manifests (manifest_parse), the
 request payloads of the demo contract's golden cases (entry_list_items, entry_compute), and
-hand-written payloads and ring scripts for the rest; crash-* are the reproducers of fixed
+hand-written payloads, ring scripts and HTTP requests for the rest; crash-* are the reproducers of fixed
 crashes. Rerun after those specs change and after `cargo fuzz cmin` (which renames inputs
 by content); inputs the fuzzers found are left alone.
 """
@@ -60,6 +60,40 @@ ENTRY_REPRODUCERS = {
 }
 
 
+# web_request's first byte (fuzz/src/web.rs): the route, the Content-Type, the Accept.
+WEB_TO_ENTRY, WEB_MSGPACK_BODY, WEB_OTHER_BODY, WEB_ACCEPT_MSGPACK = 0x04, 0x01, 0x03, 0x10
+
+
+def web_request(flags: int, id_: bytes = b"", tag: bytes = b"", query: bytes = b"", body: bytes = b"") -> bytes:
+    return bytes([flags]) + b"\0".join([id_, tag, query, body])
+
+
+def web_seeds() -> dict[str, bytes]:
+    typed = b'{"id": 7, "name": "a", "tags": ["x", "y"], "flag": null, "kind": {"Span": {"from": -1, "to": 2}}}'
+    # {"id": 1, "name": "a", "tags": ["x"], "flag": true, "kind": {"Count": 3}}
+    typed_msgpack = bytes.fromhex("85a2696401a46e616d65a161a47461677391a178a4666c6167c3a46b696e6481a5436f756e7403")
+    entry = WEB_TO_ENTRY
+    return {
+        "seed-entry-json": web_request(entry, body=typed),
+        "seed-entry-json-reply-msgpack": web_request(entry | WEB_ACCEPT_MSGPACK, body=typed),
+        "seed-entry-msgpack": web_request(entry | WEB_MSGPACK_BODY, body=typed_msgpack),
+        "seed-entry-plain-kind": web_request(entry, body=b'{"id": 1, "name": "", "tags": [], "kind": "Plain"}'),
+        "seed-entry-wrong-type": web_request(entry, body=b'{"id": "7", "name": "a", "tags": [], "kind": "Plain"}'),
+        "seed-entry-unknown-field": web_request(entry, body=typed[:-1] + b', "extra": [[1]]}'),
+        "seed-entry-trailing": web_request(entry, body=typed + b" {}"),
+        "seed-entry-empty": web_request(entry),
+        "seed-entry-text-plain": web_request(entry | WEB_OTHER_BODY, body=typed),
+        "seed-path-plain": web_request(0, b"42", b"tag"),
+        "seed-path-query": web_request(0, b"42", b"tag", b"limit=5&status=open&q=a+b"),
+        "seed-path-bad-query": web_request(0, b"42", b"tag", b"limit=-1&status=lost"),
+        "seed-path-not-a-number": web_request(0, b"abc", b"tag"),
+        "seed-path-too-large": web_request(0, b"18446744073709551616", b"tag"),
+        "seed-path-escaped": web_request(0, b"%34%32", b"t%C3%A9"),
+        "seed-path-not-utf8": web_request(0, b"42", b"t%FFg"),
+        "seed-path-empty-segment": web_request(0, b"", b"tag"),
+    }
+
+
 def seeds() -> dict[str, dict[str, bytes]]:
     vectors = protocol_vectors()
     manifests = {p.stem: p.read_bytes() for p in REPO.glob("molt_exports*.json")}
@@ -104,6 +138,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
             ),
             "seed-hostile-response-tail": ring_script(hostile_write(response_tail, struct.pack("<Q", 8)), (4, 5)),
         },
+        "web_request": web_seeds(),
     }
 
 

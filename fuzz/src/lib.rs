@@ -12,6 +12,8 @@
 //! ```
 #![deny(missing_docs)]
 
+mod web;
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::OnceLock;
@@ -29,6 +31,8 @@ use molt_demo_worker::DemoState;
 use molt_worker::testing::TestClient;
 use molt_worker::{CancelToken, EntryError, Payload};
 
+pub use self::web::web_request;
+
 /// A target's body: returns for any input, panics when a property breaks.
 pub type TargetBody = fn(&[u8]);
 
@@ -42,6 +46,7 @@ pub const TARGETS: &[(&str, TargetBody)] = &[
     ("entry_spin", |data| entry_call("spin", data)),
     ("ring_consumer", ring_consumer),
     ("table_decode", table_decode),
+    ("web_request", web_request),
 ];
 
 /// `data` is one frame as a transport delimits it. Decoding never panics; a frame that
