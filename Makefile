@@ -91,9 +91,16 @@ DURATION ?= 1800
 soak: setup build
 	$(PY) tests/soak/soak.py --duration $(DURATION) --django
 
-# molt-web's load bench over loopback: bare axum vs the same handler as molt-web entries
-# (without and with the layers), at concurrency 1, 32 and 256; stops by itself.
-bench-web:
+# molt-web's benchmark (docs/web.md, "Benchmark"): the example service's /items and /db/items
+# against Django's /baseline, /offload and /db/baseline and the same entries on bare axum, at
+# concurrency 1, 32 and 256 (bench/results/<UTC date-time>-web/; WEB_BENCH_ARGS narrows it);
+# then molt-web's per-request cost in-process, and the in-process loopback load bench. Every
+# server listens on 127.0.0.1; every step stops by itself.
+WEB_BENCH_ARGS ?=
+bench-web: setup build-release oha
+	$(CARGO) build --release -p molt-web-service --bin molt-web-service --example bare_axum
+	$(WITH_PG) $(PY) bench/scripts/web_bench.py $(WEB_BENCH_ARGS)
+	$(CARGO) bench -p molt-web --bench layers
 	$(CARGO) bench -p molt-web --bench load -- --seconds 5 --concurrency 1,32,256
 
 # Licenses, bans and sources of the Rust dependency tree (deny.toml); builds cargo-deny into

@@ -1,7 +1,9 @@
 """Load tools the benchmark drives: oha by default, k6 when it is on PATH.
 
 Both read the same file of URLs (one a line, made from a seeded list of parameters so that
-neither side is flattered by repeating one request) and report the same `LoadResult`:
+neither side is flattered by repeating one request) and report the same `LoadResult`. oha
+also POSTs JSON bodies read from a file, one a line, each request taking one at random (the
+molt-web service's entries take their request as the body):
 requests per second, latency percentiles, and a count of everything that was not a 2xx
 answer, by HTTP status or by transport error.
 
@@ -67,6 +69,8 @@ class LoadStep:
     rate: float | None
     """Requests per second (open loop); None for a closed loop."""
     timeout_s: float | None
+    post_bodies: Path | None = None
+    """JSON bodies, one a line: POSTed to the URLs instead of GETs (oha only)."""
 
 
 class LoadTool(ABC):
@@ -89,8 +93,9 @@ class LoadTool(ABC):
         duration_s: float,
         rate: float | None = None,
         timeout_s: float | None = None,
+        post_bodies: Path | None = None,
     ) -> LoadResult:
-        return self._run(LoadStep(endpoint, url_file, concurrency, duration_s, rate, timeout_s))
+        return self._run(LoadStep(endpoint, url_file, concurrency, duration_s, rate, timeout_s, post_bodies))
 
     @abstractmethod
     def _run(self, step: LoadStep) -> LoadResult: ...
@@ -134,6 +139,8 @@ class Oha(LoadTool):
             argv += ["-q", str(step.rate), "--latency-correction"]
         if step.timeout_s is not None:
             argv += ["-t", f"{step.timeout_s}s"]
+        if step.post_bodies is not None:
+            argv += ["-m", "POST", "-T", "application/json", "-Z", str(step.post_bodies)]
         argv.append(str(step.url_file))
         return self.parse(json.loads(self._invoke(argv, step)))
 
@@ -171,6 +178,8 @@ class K6(LoadTool):
     version_args = ("version",)
 
     def _run(self, step: LoadStep) -> LoadResult:
+        if step.post_bodies is not None:
+            raise NotImplementedError("the bench/k6 scripts send GETs only: use oha for POST steps")
         script = K6_SCRIPTS / f"{step.endpoint.strip('/').replace('/', '_')}.js"
         with tempfile.TemporaryDirectory(prefix="molt-k6-") as scratch:
             summary_path = Path(scratch) / "summary.json"
