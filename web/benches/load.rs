@@ -22,32 +22,11 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use molt_web::{Web, WebConfig};
-use molt_worker::{App, Ctx, EntryError};
-use serde::{Deserialize, Serialize};
+use molt_worker::App;
 
-#[derive(Deserialize)]
-struct ListItems {
-    user_id: u64,
-    limit: usize,
-}
-
-#[derive(Serialize)]
-struct Page {
-    user_id: u64,
-    ids: Vec<u64>,
-}
-
-fn list_items(req: ListItems, _ctx: &Ctx) -> Result<Page, EntryError> {
-    let ids = (0..req.limit.min(500) as u64)
-        .map(|i| req.user_id * 1000 + i)
-        .collect();
-    Ok(Page {
-        user_id: req.user_id,
-        ids,
-    })
-}
-
-const BODY: &str = r#"{"user_id": 7, "limit": 50}"#;
+#[path = "common/list_items.rs"]
+mod handler;
+use handler::{bare, list_items, BODY};
 
 struct Options {
     seconds: u64,
@@ -163,21 +142,6 @@ async fn serve(router: Router) -> SocketAddr {
     let addr = bound.local_addr().unwrap();
     tokio::spawn(bound.serve(router, std::future::pending()));
     addr
-}
-
-/// The handler on bare axum: decode, call, encode, in the route.
-async fn bare(body: Bytes) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let request: ListItems = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(err) => return (axum::http::StatusCode::BAD_REQUEST, err.to_string()).into_response(),
-    };
-    let page = list_items(request, &molt_worker::testing::ctx()).unwrap();
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&page).unwrap(),
-    )
-        .into_response()
 }
 
 fn main() {

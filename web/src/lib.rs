@@ -19,7 +19,7 @@
 //! - When the client goes away, hyper drops the request; the entry's token fires, an async
 //!   entry's future is dropped, and molt-db cancels its running statement on the server.
 //! - [`Web::finish`] adds the service's layers in one explicit order: request id, access log
-//!   and metrics, in-flight limit (Busy), route timeout; and `GET /metrics`, the Prometheus
+//!   and metrics and the in-flight limit (Busy), route timeout; and `GET /metrics`, the Prometheus
 //!   text in the worker's conventions, with the app's libraries' metrics (molt-db's).
 //! - [`bind`] listens on loopback (or a unix socket) unless told otherwise; [`Bound::serve`]
 //!   bounds heads, read times and connections and drains on shutdown; [`run`] is a
@@ -149,7 +149,7 @@ impl<S: Send + Sync + 'static> Web<S> {
     }
 
     /// `routes` with the service's layers, outermost first: request id (`X-Request-Id`),
-    /// access log and metrics, the in-flight limit (Busy past
+    /// access log, metrics and the in-flight limit (Busy past
     /// [`WebConfig::max_in_flight`]), the route timeout ([`WebConfig::max_timeout`], 504);
     /// plus the metrics route, a JSON 404 fallback and a JSON 405. Add routes before, layers
     /// of your own (auth) to `routes` before or to the result after.
@@ -177,14 +177,7 @@ impl<S: Send + Sync + 'static> Web<S> {
                 Arc::clone(&self.shared),
                 middleware::observe,
             ))
-            .layer(HandleErrorLayer::new({
-                let shared = Arc::clone(&self.shared);
-                move |error| middleware::tower_error(Arc::clone(&shared), error)
-            }))
-            .load_shed()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                config.max_in_flight.max(1),
-            ))
+            .layer(HandleErrorLayer::new(middleware::tower_error))
             .timeout(config.max_timeout);
         routes
             .fallback(middleware::not_found)

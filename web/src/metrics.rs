@@ -39,9 +39,12 @@ impl WebMetrics {
         }
     }
 
-    pub fn started(&self) {
-        // Relaxed: a gauge; it orders nothing.
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// One request arrived; returns how many are in flight with it. Each request sees a
+    /// count of its own, so comparing it with a limit admits at most that many at once.
+    pub fn started(&self) -> i64 {
+        // Relaxed: a counter; the read-modify-write alone makes the counts distinct, and it
+        // orders no other memory.
+        self.in_flight.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// One request of `route` ended with `status` after `elapsed` (`None`: its client went

@@ -1,6 +1,6 @@
 //! The service's own layers, in the order a request meets them (see
-//! [`Web::finish`](crate::Web::finish)): request id with access log and metrics, then the
-//! in-flight limit and the route timeout (tower's), then the routes.
+//! [`Web::finish`](crate::Web::finish)): request id with access log, metrics and the
+//! in-flight limit, then the route timeout (tower's), then the routes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,9 +33,12 @@ pub struct RequestId {
     pub header: HeaderValue,
 }
 
-/// Layer 1: gives the request its [`RequestId`] (echoed on the response), and writes one
+/// Layer 1: gives the request its [`RequestId`] (echoed on the response), answers Busy past
+/// [`WebConfig::max_in_flight`](crate::WebConfig::max_in_flight) requests, and writes one
 /// access-log line and one metrics sample per request, answered or not. One layer rather than
-/// two: each `from_fn` layer boxes a future per request.
+/// several: each `from_fn` layer boxes a future per request, and the in-flight count is the
+/// metrics' gauge (tower's load-shed over a concurrency limit cost a semaphore round trip and
+/// two layers' futures per request).
 pub(crate) async fn observe(
     State(shared): State<Arc<Shared>>,
     mut request: Request,
@@ -56,7 +59,13 @@ pub(crate) async fn observe(
         number,
         header: header.clone(),
     });
-    shared.metrics.started();
+    let over_limit = shared.metrics.started() > shared.config.max_in_flight.max(1) as i64;
+    let busy = over_limit.then(|| {
+        HttpError::busy(
+            &shared.config,
+            "busy: the service is at its limit of requests in flight",
+        )
+    });
     let mut in_flight = InFlight {
         route: request.extensions().get::<MatchedPath>().cloned(),
         // Copied only when it will be logged.
@@ -67,7 +76,10 @@ pub(crate) async fn observe(
         answered: None,
         shared,
     };
-    let mut response = next.run(request).await;
+    let mut response = match busy {
+        Some(busy) => busy.into_response(),
+        None => next.run(request).await,
+    };
     let code = response.extensions().get::<ErrorCode>().map(|code| code.0);
     in_flight.answered = Some((response.status(), code));
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
@@ -111,15 +123,8 @@ impl Drop for InFlight {
     }
 }
 
-/// What tower's in-flight limit and timeout fail with, as answers.
-pub(crate) async fn tower_error(shared: Arc<Shared>, error: BoxError) -> Response {
-    if error.is::<tower::load_shed::error::Overloaded>() {
-        return HttpError::busy(
-            &shared.config,
-            "busy: the service is at its limit of requests in flight",
-        )
-        .into_response();
-    }
+/// What tower's route timeout fails with, as an answer.
+pub(crate) async fn tower_error(error: BoxError) -> Response {
     if error.is::<tower::timeout::error::Elapsed>() {
         return HttpError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", "deadline exceeded")
             .into_response();
