@@ -34,7 +34,7 @@ use std::time::Duration;
 use molt_ipc_ring::handshake::{self, HandshakeError};
 use molt_ipc_ring::lock::Mutex;
 use molt_ipc_ring::platform::peer::peer_hung_up;
-use molt_ipc_ring::ring::{Consumer, PopError, Producer, PushError};
+use molt_ipc_ring::ring::{Consumer, PopError, Producer, PushError, Record};
 use molt_ipc_ring::segment::SegmentState;
 use molt_ipc_ring::wait::{WaitConfig, WaitError, WaitOutcome};
 
@@ -253,13 +253,7 @@ pub unsafe extern "C" fn molt_shm_recv(
             Err(PopError::Empty) => return MOLT_SHM_INTERNAL,
         };
         // SAFETY: `out_len` is valid for a write by the caller's contract.
-        unsafe { *out_len = record.len() };
-        if record.len() > buf.len() {
-            return MOLT_SHM_TOO_SMALL;
-        }
-        record.copy_prefix(buf);
-        record.consume();
-        MOLT_SHM_OK
+        unsafe { deliver(record, buf, out_len) }
     })
 }
 
@@ -309,14 +303,26 @@ pub unsafe extern "C" fn molt_shm_try_recv(
             Err(PopError::Corrupt(_)) => return MOLT_SHM_CORRUPT,
         };
         // SAFETY: `out_len` is valid for a write by the caller's contract.
-        unsafe { *out_len = record.len() };
-        if record.len() > buf.len() {
-            return MOLT_SHM_TOO_SMALL;
-        }
-        record.copy_prefix(buf);
-        record.consume();
-        MOLT_SHM_OK
+        unsafe { deliver(record, buf, out_len) }
     })
+}
+
+/// Stores `record`'s length in `*out_len` and, if it fits in `buf`, copies it there and
+/// consumes it (`MOLT_SHM_OK`); a record too long stays queued (`MOLT_SHM_TOO_SMALL`), for a
+/// retry with a larger buffer. The one reply path of [`molt_shm_recv`] and
+/// [`molt_shm_try_recv`].
+///
+/// # Safety
+/// `out_len` must be valid for a write.
+unsafe fn deliver(record: Record<'_>, buf: &mut [u8], out_len: *mut usize) -> i32 {
+    // SAFETY: by this function's contract.
+    unsafe { *out_len = record.len() };
+    if record.len() > buf.len() {
+        return MOLT_SHM_TOO_SMALL;
+    }
+    record.copy_prefix(buf);
+    record.consume();
+    MOLT_SHM_OK
 }
 
 /// `MOLT_SHM_OK` while the worker is alive, `MOLT_SHM_CLOSED` once it is gone. Cheap (one
